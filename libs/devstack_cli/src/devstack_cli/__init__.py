@@ -1,0 +1,1 @@
+"""The `devstack` command."""

@@ -1,0 +1,3 @@
+from devstack_cli.cli import main
+
+main()

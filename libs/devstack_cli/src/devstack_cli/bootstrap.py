@@ -1,0 +1,203 @@
+"""Vault initialisation, unsealing and bootstrap, generated from the service table.
+
+This is the only code that uses the root token. It reads it from `<state>/vault/init.json`
+(mode 0600, written by `operator init`) and never passes it to another process. Every step is
+idempotent: running the bootstrap again changes nothing that is already right.
+
+What the bootstrap creates, per service of the table:
+- `secret/<name>`: the application secret (user, generated password, database or vhost,
+  `tls_enabled`), and `secret/admin/<name>` for the server's admin account where it has one;
+- a PKI role `pki_int/roles/<name>` for its certificates;
+- a policy `<name>` that reads exactly the secrets the table allows and issues its own
+  certificates, and an AppRole `<name>` with that policy (token TTL 1h, max 24h), whose role-id and
+  secret-id are written to the state folder with mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from devstack_cli.settings import Settings, write_private
+from devstack_cli.stack import Service, Stack
+from devstack_cli.vault import Vault
+
+KEY_SHARES = 5
+KEY_THRESHOLD = 3
+ROOT_CA_TTL = "87600h"  # 10 years
+INTERMEDIATE_CA_TTL = "43800h"  # 5 years
+CERT_TTL = "720h"  # 30 days; `up` re-issues a certificate in its last third
+CERT_MAX_TTL = "2160h"
+TOKEN_TTL = "1h"  # noqa: S105 (a duration, not a password)
+TOKEN_MAX_TTL = "24h"  # noqa: S105 (a duration, not a password)
+PASSWORD_BYTES = 24  # 32 URL-safe characters
+
+Log = Callable[[str], None]
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(PASSWORD_BYTES)
+
+
+def render_policy(service: Service) -> str:
+    """The least-privilege policy of one service: its readable secrets and its own certificate."""
+    rules = [
+        f'path "secret/data/{path}" {{\n  capabilities = ["read"]\n}}'
+        for path in service.readable_secrets()
+    ]
+    rules.append(f'path "pki_int/issue/{service.name}" {{\n  capabilities = ["update"]\n}}')
+    return (
+        f"# Generated from stack/services.toml: service {service.name}\n" + "\n".join(rules) + "\n"
+    )
+
+
+def application_secret(service: Service) -> dict[str, Any]:
+    if service.secret is None:
+        raise ValueError(f"{service.name} has no application secret")
+    return {**service.secret, "password": generate_password(), "tls_enabled": True}
+
+
+def admin_secret(service: Service) -> dict[str, Any]:
+    if service.admin is None:
+        raise ValueError(f"{service.name} has no admin secret")
+    return {**service.admin, "password": generate_password()}
+
+
+# -- init and unseal ------------------------------------------------------------------------
+
+
+def init_or_unseal(settings: Settings, log: Log) -> str:
+    """Initialise Vault on first start, unseal it on every start; return the root token."""
+    init_file = settings.state.vault_init
+    with Vault.for_settings(settings) as vault:
+        health = vault.wait_until_reachable(timeout=60)
+        if not health["initialized"]:
+            if init_file.exists():
+                raise RuntimeError(
+                    f"Vault is empty but {init_file} exists: the state folder is inconsistent; "
+                    "run `devstack reset --yes` and `devstack up`"
+                )
+            log("initialising Vault (5 key shares, threshold 3)")
+            result = vault.write(
+                "sys/init", {"secret_shares": KEY_SHARES, "secret_threshold": KEY_THRESHOLD}
+            )
+            write_private(
+                init_file,
+                json.dumps(
+                    {"root_token": result["root_token"], "unseal_keys": result["keys_base64"]}
+                ),
+            )
+            health = vault.health()
+        stored = json.loads(init_file.read_text())
+        if health["sealed"]:
+            log("unsealing Vault")
+            for key in stored["unseal_keys"][:KEY_THRESHOLD]:
+                vault.write("sys/unseal", {"key": key})
+        vault.wait_until_active(timeout=60)
+        root_token: str = stored["root_token"]
+        return root_token
+
+
+# -- bootstrap ----------------------------------------------------------------------------
+
+
+def bootstrap(settings: Settings, table: Stack, root_token: str, log: Log) -> None:
+    with Vault.for_settings(settings, root_token) as vault:
+        _mounts(vault, log)
+        _pki(vault, log)
+        for service in table.services.values():
+            _service(vault, settings, service, log)
+        _export_ca(vault, settings)
+
+
+def _mounts(vault: Vault, log: Log) -> None:
+    mounts = vault.call("GET", "sys/mounts") or {}
+    mounted = set(mounts.get("data", mounts))
+    wanted: list[tuple[str, dict[str, Any]]] = [
+        ("secret/", {"type": "kv", "options": {"version": "2"}}),
+        ("pki/", {"type": "pki", "config": {"max_lease_ttl": ROOT_CA_TTL}}),
+        ("pki_int/", {"type": "pki", "config": {"max_lease_ttl": INTERMEDIATE_CA_TTL}}),
+    ]
+    for path, body in wanted:
+        if path not in mounted:
+            log(f"enabling {body['type']} at {path}")
+            vault.write(f"sys/mounts/{path.rstrip('/')}", body)
+    auths = vault.call("GET", "sys/auth") or {}
+    if "approle/" not in set(auths.get("data", auths)):
+        log("enabling AppRole auth")
+        vault.write("sys/auth/approle", {"type": "approle"})
+
+
+def _pki(vault: Vault, log: Log) -> None:
+    if vault.ca_pem("pki") is None:
+        log("generating the root CA (10 years)")
+        vault.write(
+            "pki/root/generate/internal",
+            {"common_name": "DevStack Core Root CA", "ttl": ROOT_CA_TTL, "key_type": "ec"},
+        )
+    if vault.ca_pem("pki_int") is None:
+        log("generating the intermediate CA (5 years), signed by the root")
+        csr = vault.write(
+            "pki_int/intermediate/generate/internal",
+            {"common_name": "DevStack Core Intermediate CA", "key_type": "ec"},
+        )["data"]["csr"]
+        signed = vault.write(
+            "pki/root/sign-intermediate",
+            {"csr": csr, "format": "pem_bundle", "ttl": INTERMEDIATE_CA_TTL},
+        )["data"]["certificate"]
+        vault.write("pki_int/intermediate/set-signed", {"certificate": signed})
+
+
+def _service(vault: Vault, settings: Settings, service: Service, log: Log) -> None:
+    name = service.name
+    if service.secret is not None and vault.kv_get(service.secret_path) is None:
+        log(f"{name}: generating its secret")
+        vault.write(f"secret/data/{service.secret_path}", {"data": application_secret(service)})
+    if service.admin is not None and vault.kv_get(service.admin_path) is None:
+        log(f"{name}: generating its admin secret")
+        vault.write(f"secret/data/{service.admin_path}", {"data": admin_secret(service)})
+    vault.write(
+        f"pki_int/roles/{name}",
+        {
+            "allowed_domains": [name, "localhost"],
+            "allow_bare_domains": True,
+            "allow_localhost": True,
+            "allow_subdomains": False,
+            "allow_ip_sans": True,
+            "key_type": "rsa",
+            "key_bits": 2048,
+            "ttl": CERT_TTL,
+            "max_ttl": CERT_MAX_TTL,
+        },
+    )
+    vault.call("PUT", f"sys/policies/acl/{name}", {"policy": render_policy(service)})
+    vault.write(
+        f"auth/approle/role/{name}",
+        {
+            "token_policies": [name],
+            "token_ttl": TOKEN_TTL,
+            "token_max_ttl": TOKEN_MAX_TTL,
+            "secret_id_ttl": "0",
+        },
+    )
+    role_id = vault.call("GET", f"auth/approle/role/{name}/role-id")["data"]["role_id"]  # type: ignore[index]
+    paths = settings.state
+    role_file, secret_file = paths.role_id_file(name), paths.secret_id_file(name)
+    if not role_file.exists() or role_file.read_text().strip() != role_id:
+        write_private(role_file, role_id + "\n")
+        secret_file.unlink(missing_ok=True)
+    if not secret_file.exists():
+        secret_id = vault.write(f"auth/approle/role/{name}/secret-id", {})["data"]["secret_id"]
+        write_private(secret_file, secret_id + "\n")
+
+
+def _export_ca(vault: Vault, settings: Settings) -> None:
+    root, intermediate = vault.ca_pem("pki"), vault.ca_pem("pki_int")
+    if root is None or intermediate is None:
+        raise RuntimeError("Vault has no CA to export: the PKI bootstrap did not complete")
+    paths = settings.state
+    paths.ca.mkdir(parents=True, exist_ok=True)
+    write_private(paths.ca_cert, root, mode=0o644)
+    write_private(paths.ca_chain, intermediate + root, mode=0o644)

@@ -1,0 +1,517 @@
+"""`devstack`: set up, start, inspect and stop the local stack.
+
+Exit codes: 0 success; 1 the stack (or a service) failed or is unhealthy; 2 bad input (an unknown
+profile, service or option); 3 the machine is not ready (a port is taken, a program is missing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import click
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from devstack_cli import engine, tools
+from devstack_cli.engine import ServiceState
+from devstack_cli.settings import Settings
+from devstack_cli.stack import UnknownProfileError, UnknownServiceError, stack
+
+EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 1, 2, 3
+MASK = "********"
+
+app = typer.Typer(
+    help="DevStack Core: a local, production-like data stack with Vault-managed secrets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+vault_app = typer.Typer(
+    help="Vault: status, bootstrap, the CA, a service's credentials.", no_args_is_help=True
+)
+app.add_typer(vault_app, name="vault")
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "DEVSTACK_" + str(first["loc"][0]).upper()
+        fail(f"{name}: {first['msg']}", EXIT_USAGE)
+
+
+def known_service(name: str) -> str:
+    try:
+        return stack().service(name).name
+    except UnknownServiceError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+# -- up ---------------------------------------------------------------------------------
+
+
+STATE_STYLE = {
+    "healthy": "green",
+    "starting": "yellow",
+    "failed": "red",
+    "unhealthy": "red",
+    "stopped": "dim",
+}
+
+
+def status_table(states: list[ServiceState], s: Settings) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in ("service", "state", "ports", "detail"):
+        table.add_column(column)
+    for state in states:
+        ports = engine.service_ports(s, stack().service(state.name))
+        table.add_row(
+            state.name,
+            f"[{STATE_STYLE.get(state.state, 'white')}]{state.state}[/]",
+            " ".join(
+                f"{k}={v}"
+                for k, v in ports.items()
+                if k not in ("cluster", "bus", "epmd", "dist", "debug")
+                and not k.startswith(("bus-",))
+            ),
+            state.reason[:60],
+        )
+    return table
+
+
+def install_missing(s: Settings, services: list[str]) -> None:
+    missing = tools.missing_for(services)
+    if not missing:
+        return
+    log = s.state.logs / "setup.log"
+    apt = sorted({m.apt for m in missing if m.apt})
+    if apt and tools.can_use_apt():
+        out.print(f"installing with apt: {' '.join(apt)} (log: {log})")
+        tools.apt_install(apt, log)
+    if any(m.build for m in missing) and shutil.which("go"):
+        out.print(
+            f"building FerretDB {tools.FERRETDB_VERSION} once, into "
+            f"{tools.ferretdb_binary().parent} (about a minute; log: {log})"
+        )
+        tools.build_ferretdb(log)
+    still = tools.missing_for(services)
+    if still:
+        names = ", ".join(sorted({m.what for m in still}))
+        lines = "\n  ".join(tools.install_commands(still))
+        fail(f"missing: {names}. Install with:\n  {lines}", EXIT_ENVIRONMENT)
+
+
+@app.command()
+def up(
+    profile: Annotated[str, typer.Option(help="minimal | standard")] = "standard",
+) -> None:
+    """Set up whatever is missing and start the stack; return once every service is healthy."""
+    s = settings()
+    try:
+        services = [svc.name for svc in stack().in_profile(profile)]
+    except UnknownProfileError as exc:
+        fail(str(exc), EXIT_USAGE)
+    started = time.monotonic()
+    snapshot = engine.status(s)
+    if snapshot is not None:
+        states = engine.service_states(snapshot)
+        healthy = all(st.state == "healthy" for st in states)
+        out.print(f"the stack is already running (profile {snapshot['profile']}): nothing to do")
+        out.print(status_table(states, s))
+        raise typer.Exit(0 if healthy else EXIT_FAILED)
+    s.state.logs.mkdir(parents=True, exist_ok=True)
+    install_missing(s, services)
+    taken = engine.taken_ports(s, profile)
+    if taken:
+        port, label = taken[0]
+        fail(
+            f"port {port} ({label}) is already in use: stop what holds it, or set "
+            "DEVSTACK_PORT_OFFSET to move the whole stack",
+            EXIT_ENVIRONMENT,
+        )
+    engine.start_supervisor(s, engine.render_plan(s, profile))
+    interactive = out.is_terminal
+    if interactive:
+        with Live(status_table([], s), console=out, refresh_per_second=8) as live:
+            ok, states = engine.wait_until_healthy(
+                s, s.up_timeout, lambda st: live.update(status_table(st, s))
+            )
+    else:
+        seen: dict[str, str] = {}
+
+        def report(states: list[ServiceState]) -> None:
+            for st in states:
+                if seen.get(st.name) != st.state:
+                    seen[st.name] = st.state
+                    out.print(f"{time.monotonic() - started:6.1f}s  {st.name:<10} {st.state}")
+
+        ok, states = engine.wait_until_healthy(s, s.up_timeout, report)
+    if ok:
+        out.print(
+            f"[green]all {len(states)} services healthy[/green] in "
+            f"{time.monotonic() - started:.1f}s (profile {profile})"
+        )
+        return
+    bad = [st for st in states if st.state != "healthy"] or states
+    culprit = next((st for st in bad if st.state in ("failed", "unhealthy")), bad[0])
+    process = next(
+        (p for p in culprit.processes if p["state"] not in ("healthy", "completed")),
+        culprit.processes[0],
+    )
+    why = culprit.reason or "did not become healthy"
+    if culprit.state == "starting":
+        why = f"not healthy after {s.up_timeout:.0f}s ({why})"
+    err.print(f"[red]error:[/red] {culprit.name} failed to start: {why}")
+    err.print(f"last lines of {process['log_file']}:")
+    for line in engine.tail(process["log_file"], 20):
+        err.print(f"  {line}", markup=False)
+    err.print("stopping the stack")
+    engine.stop(s)
+    raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def down() -> None:
+    """Stop every service; state is kept for the next `up`."""
+    s = settings()
+    if engine.stop(s):
+        out.print("stopped")
+    else:
+        out.print("the stack is not running")
+
+
+@app.command()
+def status(
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+) -> None:
+    """Each service's state and ports."""
+    s = settings()
+    snapshot = engine.status(s)
+    states = engine.service_states(snapshot) if snapshot else []
+    if json_output:
+        report: dict[str, Any] = {
+            "running": snapshot is not None,
+            "profile": snapshot["profile"] if snapshot else None,
+            "state_dir": str(s.state.root),
+            "services": {
+                st.name: {
+                    "state": st.state,
+                    "reason": st.reason,
+                    "ports": engine.service_ports(s, stack().service(st.name)),
+                    "processes": st.processes,
+                }
+                for st in states
+            },
+        }
+        print(json.dumps(report, indent=2))
+        return
+    if snapshot is None:
+        out.print("the stack is not running: start it with `./devstack up`")
+        return
+    out.print(f"profile {snapshot['profile']}, state in {s.state.root}")
+    out.print(status_table(states, s))
+
+
+@app.command()
+def health() -> None:
+    """Exit 0 when every service is healthy, 1 otherwise."""
+    s = settings()
+    snapshot = engine.status(s)
+    if snapshot is None:
+        fail("the stack is not running: start it with `./devstack up`")
+    states = engine.service_states(snapshot)
+    out.print(status_table(states, s))
+    unhealthy = [st.name for st in states if st.state != "healthy"]
+    if unhealthy:
+        fail(f"unhealthy: {', '.join(unhealthy)}")
+
+
+@app.command()
+def logs(
+    service: Annotated[str, typer.Argument(help="A service (or one process, like redis-2).")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="Lines to show.")] = 50,
+) -> None:
+    """Show a service's log."""
+    s = settings()
+    from devstack_cli.engine import render_plan
+
+    plan = render_plan(s, _last_profile(s))
+    names = [p.name for p in plan.processes]
+    if service in names:
+        files = [s.state.log_file(service)]
+    else:
+        known_service(service)
+        files = [s.state.log_file(p.name) for p in plan.for_service(service)]
+    existing = [f for f in files if f.exists()]
+    if not existing:
+        fail(f"no log for {service} yet in {s.state.logs}")
+    prefix = len(existing) > 1
+    for f in existing:
+        for line in engine.tail(str(f), lines):
+            out.print(f"{f.stem}| {line}" if prefix else line, markup=False)
+    if follow:
+        handles = [f.open("r", errors="replace") for f in existing]
+        for h in handles:
+            h.seek(0, os.SEEK_END)
+        try:
+            while True:
+                quiet = True
+                for f, h in zip(existing, handles, strict=True):
+                    for line in h.readlines():
+                        quiet = False
+                        text = line.rstrip("\n")
+                        out.print(f"{f.stem}| {text}" if prefix else text, markup=False)
+                if quiet:
+                    time.sleep(0.25)
+        except KeyboardInterrupt:
+            pass
+
+
+def _last_profile(s: Settings) -> str:
+    try:
+        return s.state.profile_file.read_text().strip()
+    except FileNotFoundError:
+        return "standard"
+
+
+@app.command()
+def reset(yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
+    """Stop the stack and delete all of its state (data, secrets, certificates, logs)."""
+    s = settings()
+    root = s.state.root
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(f"reset deletes {root}; pass --yes to confirm", EXIT_USAGE)
+        typer.confirm(f"Stop the stack and delete {root}?", abort=True)
+    engine.stop(s)
+    if root.exists():
+        shutil.rmtree(root)
+    out.print(f"removed {root}")
+
+
+@app.command()
+def doctor() -> None:
+    """Show what is missing and the exact command to install it."""
+    services = [svc.name for svc in stack().servers()]
+    for service in services:
+        for tool in tools.TOOLS.get(service, ()):
+            found = tools.find(tool.name, tool.path_first)
+            mark = "[green]ok[/green]     " if found else "[red]missing[/red]"
+            out.print(f"{mark} {service:<10} {tool.name:<20} {found or ''}")
+    ferret = tools.ferretdb_binary()
+    mongod = shutil.which("mongod")
+    ok = mongod or ferret.exists()
+    out.print(
+        f"{'[green]ok[/green]     ' if ok else '[red]missing[/red]'} {'mongodb':<10} "
+        f"{'mongod' if mongod else 'ferretdb':<20} {mongod or (ferret if ok else '')}"
+    )
+    missing = tools.missing_for(services)
+    if missing:
+        out.print(
+            "\nTo install what is missing (`./devstack up` does it for you as root on "
+            "Debian/Ubuntu):"
+        )
+        for line in tools.install_commands(missing):
+            out.print(f"  {line}", markup=False)
+        raise typer.Exit(EXIT_ENVIRONMENT)
+    out.print("\neverything is installed")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def test(
+    ctx: typer.Context,
+    checks: Annotated[bool, typer.Option(help="Run ruff and mypy before the tests.")] = True,
+) -> None:
+    """Run the whole test suite: lint, types, unit and integration tests (extra args go to pytest).
+
+    The integration tests start a stack of their own through `devstack up`, in a separate state
+    folder and on ports moved by DEVSTACK_TEST_PORT_OFFSET (default 100), beside yours.
+    """
+    import subprocess
+
+    from devstack_cli.settings import repo_root
+
+    root = repo_root()
+    bin_dir = os.path.dirname(sys.executable)
+    steps = (
+        [
+            [f"{bin_dir}/ruff", "check", "."],
+            [f"{bin_dir}/ruff", "format", "--check", "."],
+            [f"{bin_dir}/mypy"],
+        ]
+        if checks
+        else []
+    )
+    steps.append([sys.executable, "-m", "pytest", *ctx.args])
+    for argv in steps:
+        shown = " ".join([os.path.basename(argv[0]), *argv[1:]])
+        out.print(f"[bold]$ {shown}[/bold]", markup=True)
+        code = subprocess.run(argv, cwd=root).returncode
+        if code:
+            fail(f"`{' '.join(argv[1:3]) or argv[0]}` failed (exit {code})", EXIT_FAILED)
+    out.print("[green]all checks and tests passed[/green]")
+
+
+# -- vault ------------------------------------------------------------------------------
+
+
+@vault_app.command("status")
+def vault_status() -> None:
+    """Is Vault initialised, unsealed and answering?"""
+    from devstack_cli.vault import Vault
+
+    s = settings()
+    with Vault.for_settings(s) as vault:
+        try:
+            health = vault.health()
+        except Exception:
+            fail(f"Vault does not answer at {vault.address}: start it with `./devstack up`")
+    out.print(f"address      {vault.address}")
+    for key in ("initialized", "sealed", "standby", "version"):
+        out.print(f"{key:<12} {health.get(key)}")
+    if health.get("sealed") or not health.get("initialized"):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@vault_app.command("bootstrap")
+def vault_bootstrap() -> None:
+    """Unseal Vault and re-apply the bootstrap (idempotent)."""
+    from devstack_cli import bootstrap
+
+    s = settings()
+    if engine.status(s) is None:
+        fail("the stack is not running: start it with `./devstack up`")
+    root = bootstrap.init_or_unseal(s, out.print)
+    bootstrap.bootstrap(s, stack(), root, out.print)
+    out.print("bootstrap applied")
+
+
+@vault_app.command("ca")
+def vault_ca() -> None:
+    """Print the CA chain (intermediate and root) that every certificate here verifies against."""
+    s = settings()
+    chain = s.state.ca_chain
+    if not chain.exists():
+        fail(f"{chain} does not exist yet: run `./devstack up`")
+    err.print(f"# {chain}")
+    sys.stdout.write(chain.read_text())
+
+
+@vault_app.command("creds")
+def vault_creds(
+    service: Annotated[str, typer.Argument(help="The service whose secret to show.")],
+    reveal: Annotated[bool, typer.Option("--reveal", help="Show the password.")] = False,
+) -> None:
+    """A service's credentials, read through its own AppRole (passwords masked)."""
+    from devstack_cli.vault import VaultError, login_as
+
+    s = settings()
+    svc = stack().service(known_service(service))
+    if svc.secret is None:
+        fail(
+            f"{svc.name} has no secret of its own; services with one: "
+            + ", ".join(n for n, x in stack().services.items() if x.secret),
+            EXIT_USAGE,
+        )
+    try:
+        with login_as(s, svc.name) as vault:
+            secret = vault.kv_get(svc.secret_path)
+    except (FileNotFoundError, VaultError) as exc:
+        fail(str(exc))
+    except Exception:
+        fail("Vault does not answer: start the stack with `./devstack up`")
+    if secret is None:
+        fail(f"secret/{svc.secret_path} is missing: run `./devstack vault bootstrap`")
+    ports = engine.service_ports(s, svc)
+    out.print(
+        f"secret/{svc.secret_path}  (ports: "
+        + ", ".join(f"{k} {v}" for k, v in ports.items())
+        + ")"
+    )
+    for key, value in secret.items():
+        shown = value if reveal or key != "password" else MASK
+        out.print(f"  {key:<12} {shown}", markup=False)
+
+
+# -- internal commands, run by the engine --------------------------------------------------
+
+
+@app.command("_supervise", hidden=True)
+def _supervise(plan_file: str) -> None:
+    from devstack_cli.plan import Plan
+    from devstack_cli.supervisor import run_supervisor
+
+    for name in ("VAULT_TOKEN", "BAO_TOKEN"):
+        os.environ.pop(name, None)
+    s = settings()
+    plan = Plan.model_validate_json(Path(plan_file).read_text())
+    run_supervisor(plan, s.state.supervisor_sock, s.state.supervisor_pid)
+
+
+@app.command("_bootstrap", hidden=True)
+def _bootstrap() -> None:
+    from devstack_cli import bootstrap
+
+    s = settings()
+    root = bootstrap.init_or_unseal(s, lambda m: print(m, flush=True))
+    bootstrap.bootstrap(s, stack(), root, lambda m: print(m, flush=True))
+    print("bootstrap complete", flush=True)
+
+
+@app.command("_serve", hidden=True)
+def _serve(service: str, instance: int = 0) -> None:
+    from devstack_cli.servers import MODULES
+    from devstack_cli.servers.base import Launch, exec_server
+
+    s = settings()
+    ctx = Launch(s, stack().service(service), instance)
+    exec_server(ctx, MODULES[service].launch(ctx))
+
+
+@app.command("_redis_cluster", hidden=True)
+def _redis_cluster() -> None:
+    from devstack_cli.servers.base import Launch
+    from devstack_cli.servers.redis import ensure_cluster
+
+    ensure_cluster(Launch(settings(), stack().service("redis")))
+
+
+def main() -> None:
+    """Entry point: usage errors are one line and exit 2."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=sys.argv[1:], prog_name="devstack", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = (
+            f" (see `devstack {exc.ctx.command_path.split(' ', 1)[1]} --help`)"
+            if (exc.ctx and " " in exc.ctx.command_path)
+            else " (see `devstack --help`)"
+        )
+        err.print(f"error: {exc.format_message()}{hint}", markup=False)
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,202 @@
+"""The native engine, seen from the CLI: render the plan, start and stop the supervisor, read state.
+
+The supervisor itself lives in `devstack_cli.supervisor`; each server's part of the plan lives
+in its module under `devstack_cli.servers`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from devstack_cli.plan import Plan, ProcessSpec
+from devstack_cli.servers import MODULES
+from devstack_cli.servers.base import PlanContext
+from devstack_cli.settings import Settings
+from devstack_cli.stack import Service, stack
+from devstack_cli.supervisor import SupervisorUnavailable, request
+
+
+def render_plan(settings: Settings, profile: str) -> Plan:
+    ready: dict[str, ProcessSpec] = {}
+    processes: list[ProcessSpec] = []
+    for service in stack().in_profile(profile):
+        specs = MODULES[service.name].processes(PlanContext(settings, service, ready))
+        ready[service.name] = specs[-1]
+        processes.extend(specs)
+    return Plan(profile=profile, processes=tuple(processes))
+
+
+# -- ports -------------------------------------------------------------------------------
+
+
+def service_ports(settings: Settings, service: Service) -> dict[str, int]:
+    """Every port a service listens on, with the offset applied ("tls-2" for instance 2)."""
+    ports: dict[str, int] = {}
+    for name, base in service.ports.items():
+        for index in range(service.instances):
+            label = name if service.instances == 1 else f"{name}-{index + 1}"
+            ports[label] = settings.port(base + index)
+    return ports
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
+def taken_ports(settings: Settings, profile: str) -> list[tuple[int, str]]:
+    taken = []
+    for service in stack().in_profile(profile):
+        for label, port in service_ports(settings, service).items():
+            if not port_is_free(port):
+                taken.append((port, f"{service.name} {label}"))
+    return taken
+
+
+# -- the supervisor ----------------------------------------------------------------------
+
+
+def status(settings: Settings) -> dict[str, Any] | None:
+    """The supervisor's view of every process, or None when the stack is not running."""
+    try:
+        return request(settings.state.supervisor_sock, {"cmd": "status"}, timeout=10)
+    except SupervisorUnavailable:
+        return None
+
+
+def start_supervisor(settings: Settings, plan: Plan) -> None:
+    paths = settings.state
+    for folder in (paths.run, paths.logs):
+        folder.mkdir(parents=True, exist_ok=True)
+    paths.plan_file.write_text(plan.model_dump_json(indent=2))
+    paths.profile_file.write_text(plan.profile + "\n")
+    with paths.supervisor_log.open("ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "devstack_cli", "_supervise", str(paths.plan_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={
+                **os.environ,
+                "DEVSTACK_STATE_DIR": str(paths.root),
+                "DEVSTACK_PORT_OFFSET": str(settings.port_offset),
+            },
+        )
+    deadline = time.monotonic() + 15
+    while status(settings) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the supervisor did not start; see {paths.supervisor_log}")
+        time.sleep(0.05)
+
+
+def supervisor_pid(settings: Settings) -> int | None:
+    try:
+        pid = int(settings.state.supervisor_pid.read_text())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    return pid
+
+
+def stop(settings: Settings, timeout: float = 90.0) -> bool:
+    """Stop the stack; False when it was not running."""
+    pid = supervisor_pid(settings)
+    if pid is None:
+        return False
+    with contextlib.suppress(SupervisorUnavailable, RuntimeError):
+        request(settings.state.supervisor_sock, {"cmd": "shutdown"})
+    deadline = time.monotonic() + timeout
+    while supervisor_pid(settings) == pid:
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            break
+        time.sleep(0.1)
+    return True
+
+
+# -- services, as the user sees them ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    state: str  # healthy starting unhealthy failed stopped
+    reason: str
+    processes: list[dict[str, Any]]
+
+
+def service_states(snapshot: dict[str, Any]) -> list[ServiceState]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for process in snapshot["processes"]:
+        grouped.setdefault(process["service"], []).append(process)
+    return [ServiceState(name, *_aggregate(procs), procs) for name, procs in grouped.items()]
+
+
+def _aggregate(processes: list[dict[str, Any]]) -> tuple[str, str]:
+    def done(p: dict[str, Any]) -> bool:
+        wanted = "completed" if p["one_shot"] else "healthy"
+        return bool(p["state"] == wanted)
+
+    for state in ("failed", "exited", "unhealthy", "stopped"):
+        bad = [p for p in processes if p["state"] == state]
+        if bad:
+            word = {"exited": "unhealthy"}.get(state, state)
+            return word, "; ".join(f"{p['name']}: {p['reason'] or state}" for p in bad)
+    if all(done(p) for p in processes):
+        return "healthy", ""
+    waiting = [p for p in processes if not done(p)]
+    return "starting", "; ".join(f"{p['name']}: {p['reason'] or p['state']}" for p in waiting)
+
+
+def wait_until_healthy(
+    settings: Settings, timeout: float, on_change: Callable[[list[ServiceState]], None]
+) -> tuple[bool, list[ServiceState]]:
+    """Poll until every service is healthy (True) or one fails or time runs out (False)."""
+    deadline = time.monotonic() + timeout
+    last: list[ServiceState] = []
+    while True:
+        snapshot = status(settings)
+        if snapshot is None:
+            return False, last
+        states = service_states(snapshot)
+        if states != last:
+            on_change(states)
+            last = states
+        if all(s.state == "healthy" for s in states):
+            return True, states
+        if any(s.state in ("failed", "unhealthy", "stopped") for s in states):
+            return False, states
+        if time.monotonic() > deadline:
+            return False, states
+        time.sleep(0.2)
+
+
+def tail(path: str, lines: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 256 * 1024))
+            data = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    return data.splitlines()[-lines:] if lines > 0 else []

@@ -1,0 +1,17 @@
+"""One module per server of the stack; see `base` for what each provides."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from devstack_cli.servers import mongodb, mysql, pgbouncer, postgres, rabbitmq, redis, vault
+
+MODULES: dict[str, ModuleType] = {
+    "vault": vault,
+    "postgres": postgres,
+    "pgbouncer": pgbouncer,
+    "redis": redis,
+    "mysql": mysql,
+    "mongodb": mongodb,
+    "rabbitmq": rabbitmq,
+}

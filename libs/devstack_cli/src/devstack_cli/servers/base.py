@@ -1,0 +1,205 @@
+"""What every server module shares: the plan context and the launch context.
+
+Each server of the table has a module in this package with two functions:
+- `processes(ctx: PlanContext) -> list[ProcessSpec]`: what the supervisor runs for it, with its
+  probe and dependencies;
+- `launch(ctx: Launch) -> Exec`: run by `devstack _serve NAME` just before the server starts, it
+  logs in with the server's own AppRole, fetches its credentials and certificate, writes its
+  configuration into the state folder, and returns the command to exec. The server process then
+  replaces the launcher, so it holds nothing but its own configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import pwd
+import shutil
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from devstack_cli.plan import Condition, Probe, ProcessSpec
+from devstack_cli.settings import Settings, write_private
+from devstack_cli.stack import Service
+from devstack_cli.vault import Vault, login_as
+
+BOOTSTRAP = "vault-bootstrap"
+
+
+@dataclass
+class PlanContext:
+    settings: Settings
+    service: Service
+    ready: dict[str, ProcessSpec]  # service -> the process that says it is ready
+
+    def port(self, name: str, instance: int = 0) -> int:
+        return self.settings.port(self.service.ports[name] + instance)
+
+    def log_file(self, process: str) -> str:
+        return str(self.settings.state.log_file(process))
+
+    def serve_command(self, instance: int | None = None) -> tuple[str, ...]:
+        """The launcher: `python -m devstack_cli _serve NAME [--instance N]`."""
+        argv = [sys.executable, "-m", "devstack_cli", "_serve", self.service.name]
+        if instance is not None:
+            argv += ["--instance", str(instance)]
+        return tuple(argv)
+
+    def after(self) -> dict[str, Condition]:
+        """Dependencies of a server process: the bootstrap, then the services it comes after."""
+        deps: dict[str, Condition] = {BOOTSTRAP: "completed"}
+        for name in self.service.after:
+            if name != "vault":
+                ready = self.ready[name]
+                deps[ready.name] = "completed" if ready.one_shot else "healthy"
+        return deps
+
+    def process(
+        self,
+        name: str,
+        probe: Probe | None,
+        depends_on: dict[str, Condition],
+        *,
+        instance: int | None = None,
+        **extra: Any,
+    ) -> ProcessSpec:
+        return ProcessSpec(
+            name=name,
+            service=self.service.name,
+            command=extra.pop("command", None) or self.serve_command(instance),
+            depends_on=depends_on,
+            probe=probe,
+            log_file=self.log_file(name),
+            **extra,
+        )
+
+
+@dataclass
+class Exec:
+    """The command a launcher execs into."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None  # drop to this user first (PostgreSQL refuses to run as root)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path  # the server's certificate followed by the intermediate CA
+    key: Path
+    ca: Path  # the CA chain (intermediate and root)
+
+
+class Launch:
+    """Everything a launcher needs for one server process."""
+
+    def __init__(self, settings: Settings, service: Service, instance: int = 0) -> None:
+        self.settings = settings
+        self.service = service
+        self.instance = instance
+        self.dir = settings.state.service_dir(service.name)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def port(self, name: str, instance: int | None = None) -> int:
+        index = self.instance if instance is None else instance
+        return self.settings.port(self.service.ports[name] + index)
+
+    @cached_property
+    def vault(self) -> Vault:
+        """A client logged in with this server's own AppRole (never the root token)."""
+        return login_as(self.settings, self.service.name)
+
+    def secret(self, name: str | None = None) -> dict[str, Any]:
+        path = name or self.service.secret_path
+        value = self.vault.kv_get(path)
+        if value is None:
+            raise RuntimeError(f"secret/{path} is missing: run `devstack vault bootstrap`")
+        return value
+
+    def admin_secret(self) -> dict[str, Any]:
+        return self.secret(self.service.admin_path)
+
+    def tls(self, owner: str | None = None) -> TlsFiles:
+        """This server's certificate, issued by Vault; re-issued in the last third of its life."""
+        tls_dir = self.dir / "tls"
+        files = TlsFiles(tls_dir / "cert.pem", tls_dir / "key.pem", tls_dir / "ca.pem")
+        if not certificate_is_fresh(files.cert):
+            name = self.service.name
+            issued = self.vault.write(
+                f"pki_int/issue/{name}",
+                {"common_name": name, "alt_names": f"{name},localhost", "ip_sans": "127.0.0.1"},
+            )["data"]
+            write_private(files.key, issued["private_key"].strip() + "\n")
+            leaf_and_issuer = issued["certificate"].strip() + "\n" + issued["issuing_ca"].strip()
+            write_private(files.cert, leaf_and_issuer + "\n", mode=0o644)
+            write_private(files.ca, self.settings.state.ca_chain.read_text(), mode=0o644)
+        if owner is not None:
+            for path in (tls_dir, files.cert, files.key, files.ca):
+                chown(path, owner)
+        return files
+
+
+def certificate_is_fresh(path: Path, now: dt.datetime | None = None) -> bool:
+    """True when the certificate exists and has more than a third of its lifetime left."""
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return False
+    now = now or dt.datetime.now(dt.UTC)
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    return cert.not_valid_after_utc - now > lifetime / 3
+
+
+def unprivileged_user(name: str) -> str | None:
+    """The account to run a server that refuses root: `name` when we are root, else ourselves."""
+    return name if os.geteuid() == 0 else None
+
+
+def chown(path: Path, user: str | None) -> None:
+    if user is not None:
+        shutil.chown(path, user, pwd.getpwnam(user).pw_gid)
+
+
+def check_reachable(path: Path, user: str) -> None:
+    """Fail early, with the fix, when an unprivileged server could not reach its folder."""
+    entry = pwd.getpwnam(user)
+    for parent in [path, *path.parents]:
+        if not parent.exists():
+            continue
+        st = parent.stat()
+        if st.st_uid == entry.pw_uid:
+            continue
+        if not st.st_mode & 0o001:
+            raise PermissionError(
+                f"the {user} account cannot reach {path} ({parent} is not searchable by others); "
+                "set DEVSTACK_STATE_DIR to a folder outside it, for example /var/tmp/devstack"
+            )
+
+
+def exec_server(ctx: Launch, command: Exec) -> None:
+    """Replace this launcher with the server: revoke the AppRole token, drop root if asked, exec.
+
+    The server inherits no Vault token and no `DEVSTACK_*` variables, only what it is given.
+    """
+    if "vault" in ctx.__dict__:
+        with contextlib.suppress(Exception):
+            ctx.vault.call("POST", "auth/token/revoke-self")
+        ctx.vault.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVSTACK_", "VAULT_", "BAO_"))}
+    env.update(command.env)
+    sys.stdout.flush()
+    if command.user is not None:
+        entry = pwd.getpwnam(command.user)
+        os.initgroups(command.user, entry.pw_gid)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+        env["HOME"] = entry.pw_dir
+        env["USER"] = env["LOGNAME"] = command.user
+    os.chdir(ctx.dir)
+    os.execvpe(command.argv[0], command.argv, env)  # noqa: S606 (replacing ourselves is the point)

@@ -1,0 +1,109 @@
+"""RabbitMQ 3: AMQP 5672, AMQPS 5671, management 15672, vhost from `secret/rabbitmq`.
+
+Users, the vhost and permissions are written as a definitions file (mode 0600, passwords as
+salted SHA-256 hashes) that the broker imports at boot. Its Erlang port mapper runs as its own
+supervised process on its own port, so stacks side by side do not share one, and `down` leaves
+none behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+
+from devstack_cli.plan import Probe, ProcessSpec
+from devstack_cli.servers.base import Exec, Launch, PlanContext
+from devstack_cli.settings import write_private
+from devstack_cli.tools import require
+
+
+def processes(ctx: PlanContext) -> list[ProcessSpec]:
+    epmd = ctx.process(
+        "rabbitmq-epmd",
+        Probe(tcp=(ctx.port("epmd"),)),
+        {},
+        command=(require("epmd"), "-port", str(ctx.port("epmd")), "-address", "127.0.0.1"),
+    )
+    # Plain ports only: a bare TCP probe of a TLS port fills the log with handshake errors.
+    probe = Probe(tcp=(ctx.port("amqp"), ctx.port("management")))
+    broker = ctx.process("rabbitmq", probe, {**ctx.after(), "rabbitmq-epmd": "healthy"})
+    return [epmd, broker]
+
+
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
+    salt = salt if salt is not None else secrets.token_bytes(4)
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def definitions(app: dict[str, str], admin: dict[str, str]) -> dict[str, object]:
+    vhost = app["vhost"]
+    everything = {"configure": ".*", "write": ".*", "read": ".*"}
+    return {
+        "users": [
+            {
+                "name": admin["user"],
+                "password_hash": password_hash(admin["password"]),
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": ["administrator"],
+            },
+            {
+                "name": app["user"],
+                "password_hash": password_hash(app["password"]),
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": ["management"],
+            },
+        ],
+        "vhosts": [{"name": "/"}, {"name": vhost}],
+        "permissions": [
+            {"user": admin["user"], "vhost": "/", **everything},
+            {"user": admin["user"], "vhost": vhost, **everything},
+            {"user": app["user"], "vhost": vhost, **everything},
+        ],
+    }
+
+
+def launch(ctx: Launch) -> Exec:
+    app, admin = ctx.secret(), ctx.admin_secret()
+    tls = ctx.tls()
+    defs = ctx.dir / "definitions.json"
+    write_private(defs, json.dumps(definitions(app, admin), indent=2))
+    (ctx.dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
+    config = ctx.dir / "rabbitmq.conf"
+    config.write_text(
+        f"""listeners.tcp.default = 127.0.0.1:{ctx.port("amqp")}
+listeners.ssl.default = 127.0.0.1:{ctx.port("amqps")}
+ssl_options.cacertfile = {tls.ca}
+ssl_options.certfile = {tls.cert}
+ssl_options.keyfile = {tls.key}
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+management.tcp.ip = 127.0.0.1
+management.tcp.port = {ctx.port("management")}
+load_definitions = {defs}
+loopback_users = none
+log.console = true
+log.console.level = info
+log.file = false
+"""
+    )
+    # Erlang wants a cookie in $HOME; the broker gets a home of its own in the state folder.
+    cookie = ctx.dir / ".erlang.cookie"
+    if not cookie.exists():
+        write_private(cookie, secrets.token_hex(20), mode=0o400)
+    env = {
+        "HOME": str(ctx.dir),
+        "RABBITMQ_NODENAME": f"devstack{ctx.settings.port_offset}@localhost",
+        "RABBITMQ_CONFIG_FILE": str(config),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(ctx.dir / "enabled_plugins"),
+        "RABBITMQ_MNESIA_BASE": str(ctx.dir / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(ctx.dir / "log"),
+        "RABBITMQ_PID_FILE": str(ctx.dir / "rabbitmq.pid"),
+        "RABBITMQ_LOGS": "-",
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "ERL_EPMD_PORT": str(ctx.port("epmd")),
+        "RABBITMQ_DIST_PORT": str(ctx.port("dist")),
+    }
+    return Exec([require("rabbitmq-server")], env=env)

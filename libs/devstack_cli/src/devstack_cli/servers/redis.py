@@ -1,0 +1,135 @@
+"""Redis Cluster: three masters (ports 6379-6381, TLS 6390-6392), created once, checked on every up.
+
+Every node requires the password from `secret/redis`; the cluster bus runs over TLS, so the
+cluster announces its TLS ports. The `redis-cluster` process creates the cluster the first time
+and then waits for `cluster_state:ok` on every node, on every `up`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from devstack_cli.plan import Condition, Probe, ProcessSpec
+from devstack_cli.servers.base import Exec, Launch, PlanContext
+from devstack_cli.settings import write_private
+from devstack_cli.tools import require
+
+CLUSTER_TIMEOUT = 60.0
+
+
+def node_name(instance: int) -> str:
+    return f"redis-{instance + 1}"
+
+
+def processes(ctx: PlanContext) -> list[ProcessSpec]:
+    nodes = [
+        ctx.process(
+            node_name(i),
+            Probe(tcp=(ctx.port("redis", i),)),
+            ctx.after(),
+            instance=i,
+        )
+        for i in range(ctx.service.instances)
+    ]
+    ready: dict[str, Condition] = {node.name: "healthy" for node in nodes}
+    cluster = ctx.process(
+        "redis-cluster",
+        None,
+        ready,
+        command=(sys.executable, "-m", "devstack_cli", "_redis_cluster"),
+        one_shot=True,
+    )
+    return [*nodes, cluster]
+
+
+def launch(ctx: Launch) -> Exec:
+    node_dir = ctx.dir / node_name(ctx.instance)
+    node_dir.mkdir(parents=True, exist_ok=True)
+    password = ctx.secret()["password"]
+    tls = ctx.tls()
+    config = node_dir / "redis.conf"
+    write_private(
+        config,
+        f"""bind 127.0.0.1
+port {ctx.port("redis")}
+tls-port {ctx.port("tls")}
+cluster-port {ctx.port("bus")}
+tls-cert-file {tls.cert}
+tls-key-file {tls.key}
+tls-ca-cert-file {tls.ca}
+tls-auth-clients no
+tls-cluster yes
+tls-replication yes
+cluster-enabled yes
+cluster-config-file {node_dir / "nodes.conf"}
+cluster-node-timeout 5000
+requirepass {password}
+masterauth {password}
+dir {node_dir}
+appendonly yes
+protected-mode no
+daemonize no
+logfile ""
+""",
+    )
+    return Exec([require("redis-server"), str(config)])
+
+
+def redis_cli(ctx: Launch, port: int, *args: str) -> str:
+    """Run redis-cli over TLS; the password goes through the environment, never the arguments."""
+    tls = ctx.dir / "tls"
+    argv = [
+        require("redis-cli"),
+        "--tls",
+        "--cacert",
+        str(tls / "ca.pem"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        *args,
+    ]
+    env = {**os.environ, "REDISCLI_AUTH": ctx.secret()["password"]}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    if result.returncode:
+        raise RuntimeError(f"redis-cli {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def cluster_info(ctx: Launch, port: int) -> dict[str, str]:
+    lines = redis_cli(ctx, port, "cluster", "info").splitlines()
+    return dict(line.strip().split(":", 1) for line in lines if ":" in line)
+
+
+def ensure_cluster(ctx: Launch) -> None:
+    """Create the cluster if no node has slots yet; then wait for cluster_state:ok everywhere."""
+    ports = [ctx.port("tls", i) for i in range(ctx.service.instances)]
+    infos = [cluster_info(ctx, port) for port in ports]
+    assigned = [int(info.get("cluster_slots_assigned", "0")) for info in infos]
+    if not any(assigned):
+        print(f"creating the cluster on TLS ports {ports}", flush=True)
+        redis_cli(
+            ctx,
+            ports[0],
+            "--cluster",
+            "create",
+            *(f"127.0.0.1:{p}" for p in ports),
+            "--cluster-yes",
+        )
+    elif not all(n == 16384 for n in assigned):
+        raise RuntimeError(
+            f"the cluster is partly configured (slots per node: {assigned}); "
+            "run `devstack reset --yes` to start from scratch"
+        )
+    deadline = time.monotonic() + CLUSTER_TIMEOUT
+    while True:
+        states = [cluster_info(ctx, port).get("cluster_state") for port in ports]
+        if all(state == "ok" for state in states):
+            print("cluster_state:ok on every node", flush=True)
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"cluster states after {CLUSTER_TIMEOUT:.0f}s: {states}")
+        time.sleep(0.2)

@@ -1,0 +1,333 @@
+"""The native engine: a small process supervisor, run as a background daemon by `devstack up`.
+
+It starts the plan's processes in dependency order (a dependency is "started", "healthy" or
+"completed"), probes each one until it is ready and then every few seconds, restarts a
+long-running process that dies (with backoff), writes each process's output to its own log file,
+and stops everything in reverse dependency order on shutdown. The CLI talks to it over a Unix
+socket in the state folder with one JSON request per connection.
+
+Every process runs in its own session (process group), so stopping it also stops whatever it
+started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devstack_cli.plan import Plan, Probe, ProcessSpec
+
+PROBE_INTERVAL_STARTING = 0.25
+PROBE_INTERVAL_HEALTHY = 5.0
+PROBE_TIMEOUT = 5.0
+UNHEALTHY_AFTER_FAILURES = 3
+STOP_GRACE_SECONDS = 20.0
+MAX_RESTART_BACKOFF = 30.0
+
+
+@dataclass
+class ProcessState:
+    spec: ProcessSpec
+    state: str = "pending"  # pending starting healthy unhealthy completed exited failed stopped
+    pid: int | None = None
+    exit_code: int | None = None
+    restarts: int = 0
+    since: float = field(default_factory=time.time)
+    reason: str = ""
+    wanted: bool = True  # False after an explicit stop: not restarted
+    proc: asyncio.subprocess.Process | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def set(self, state: str, reason: str = "") -> None:
+        if state != self.state or reason != self.reason:
+            self.state, self.reason, self.since = state, reason, time.time()
+            self.changed.set()
+            self.changed = asyncio.Event()
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "service": self.spec.service,
+            "state": self.state,
+            "pid": self.pid,
+            "exit_code": self.exit_code,
+            "restarts": self.restarts,
+            "since": self.since,
+            "reason": self.reason,
+            "one_shot": self.spec.one_shot,
+            "log_file": self.spec.log_file,
+        }
+
+
+def satisfies(state: str, condition: str) -> bool:
+    if condition == "completed":
+        return state == "completed"
+    if condition == "healthy":
+        return state in ("healthy", "completed")
+    return state in ("starting", "healthy", "unhealthy", "completed")
+
+
+async def run_probe(probe: Probe) -> str | None:
+    """None when the probe passes, else a short reason."""
+    try:
+        if probe.tcp:
+            for port in probe.tcp:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", port), PROBE_TIMEOUT
+                )
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+            return None
+        if probe.http:
+            async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as client:
+                response = await client.get(probe.http)
+            return None if response.status_code == 200 else f"HTTP {response.status_code}"
+        proc = await asyncio.create_subprocess_exec(
+            *probe.exec, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        try:
+            code = await asyncio.wait_for(proc.wait(), PROBE_TIMEOUT)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return "probe timed out"
+        return None if code == 0 else f"probe exited {code}"
+    except (OSError, TimeoutError, httpx.HTTPError) as exc:
+        return type(exc).__name__
+
+
+class Supervisor:
+    def __init__(self, plan: Plan, socket_path: Path) -> None:
+        self.plan = plan
+        self.socket_path = socket_path
+        self.procs = {p.name: ProcessState(p) for p in plan.processes}
+        self.levels = plan.levels()
+        self.shutting_down = asyncio.Event()
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    # -- running one process -------------------------------------------------------------
+
+    async def _wait_for_dependencies(self, ps: ProcessState) -> None:
+        while True:
+            waiting = [
+                name
+                for name, cond in ps.spec.depends_on.items()
+                if not satisfies(self.procs[name].state, cond)
+            ]
+            if not waiting:
+                return
+            ps.set("pending", f"waiting for {', '.join(waiting)}")
+            waiters = [asyncio.create_task(self.procs[n].changed.wait()) for n in waiting]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def _spawn(self, ps: ProcessState) -> asyncio.subprocess.Process:
+        log_path = Path(ps.spec.log_file)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:  # noqa: ASYNC230 (a local append-open, once per start)
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            log.write(f"[devstack {stamp}] starting {ps.spec.name}\n".encode())
+            log.flush()
+            env = {**os.environ, **ps.spec.env}
+            return await asyncio.create_subprocess_exec(
+                *ps.spec.command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+    async def _probe_loop(self, ps: ProcessState, proc: asyncio.subprocess.Process) -> None:
+        probe = ps.spec.probe
+        if probe is None:
+            ps.set("healthy")
+            return
+        failures = 0
+        while proc.returncode is None:
+            reason = await run_probe(probe)
+            if proc.returncode is not None:
+                return
+            if reason is None:
+                failures = 0
+                ps.set("healthy")
+            elif ps.state == "starting":
+                ps.reason = reason
+            else:
+                failures += 1
+                if failures >= UNHEALTHY_AFTER_FAILURES:
+                    ps.set("unhealthy", reason)
+            healthy = ps.state == "healthy"
+            await asyncio.sleep(PROBE_INTERVAL_HEALTHY if healthy else PROBE_INTERVAL_STARTING)
+
+    async def run_process(self, ps: ProcessState) -> None:
+        backoff = 1.0
+        while ps.wanted and not self.shutting_down.is_set():
+            await self._wait_for_dependencies(ps)
+            if not ps.wanted or self.shutting_down.is_set():
+                break
+            try:
+                proc = await self._spawn(ps)
+            except OSError as exc:
+                ps.set("failed", f"cannot start: {exc}")
+                return
+            ps.proc, ps.pid, ps.exit_code = proc, proc.pid, None
+            ps.set("starting")
+            started = time.monotonic()
+            prober = None if ps.spec.one_shot else asyncio.create_task(self._probe_loop(ps, proc))
+            code = await proc.wait()
+            if prober is not None:
+                prober.cancel()
+            ps.exit_code, ps.proc = code, None
+            if ps.spec.one_shot:
+                ps.set("completed" if code == 0 else "failed", f"exited {code}")
+                return
+            if not ps.wanted or self.shutting_down.is_set():
+                ps.set("stopped", f"exited {code}")
+                return
+            ps.restarts += 1
+            if time.monotonic() - started > 60:
+                backoff = 1.0
+            ps.set("exited", f"exited {code}; restarting in {backoff:.0f}s")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_RESTART_BACKOFF)
+
+    # -- stopping ----------------------------------------------------------------------
+
+    async def stop_process(self, ps: ProcessState) -> None:
+        ps.wanted = False
+        proc = ps.proc
+        if proc is not None and proc.returncode is None:
+            sig = getattr(signal, ps.spec.stop_signal)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_GRACE_SECONDS)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+            # Whatever the process left in its group (workers that outlive it) goes too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        task = self.tasks.get(ps.spec.name)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if ps.state not in ("completed", "failed"):
+            ps.set("stopped")
+
+    async def stop_all(self) -> None:
+        self.shutting_down.set()
+        for level in sorted(set(self.levels.values()), reverse=True):
+            names = [n for n, lv in self.levels.items() if lv == level]
+            await asyncio.gather(*(self.stop_process(self.procs[n]) for n in names))
+
+    def start_process(self, name: str) -> None:
+        ps = self.procs[name]
+        if name in self.tasks and not self.tasks[name].done():
+            return
+        ps.wanted = True
+        self.tasks[name] = asyncio.create_task(self.run_process(ps))
+
+    # -- control socket ----------------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = json.loads(await reader.readline())
+            response = await self._dispatch(request)
+        except Exception as exc:  # a bad request must not take the supervisor down
+            response = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        writer.write(json.dumps(response).encode() + b"\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    async def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd")
+        if cmd == "status":
+            return {
+                "ok": True,
+                "pid": os.getpid(),
+                "profile": self.plan.profile,
+                "processes": [self.procs[p.name].public() for p in self.plan.processes],
+            }
+        if cmd in ("stop", "start"):
+            name = str(request.get("name"))
+            if name not in self.procs:
+                return {"ok": False, "error": f"unknown process {name!r}"}
+            if cmd == "stop":
+                await self.stop_process(self.procs[name])
+            else:
+                self.start_process(name)
+            return {"ok": True}
+        if cmd == "shutdown":
+            asyncio.get_running_loop().call_soon(self.shutting_down.set)
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.shutting_down.set)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        server = await asyncio.start_unix_server(self._handle, path=str(self.socket_path))
+        os.chmod(self.socket_path, 0o600)
+        for name in self.procs:
+            self.start_process(name)
+        await self.shutting_down.wait()
+        await self.stop_all()
+        server.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+
+def run_supervisor(plan: Plan, socket_path: Path, pid_file: Path) -> None:
+    pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        asyncio.run(Supervisor(plan, socket_path).serve())
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
+
+
+# -- the client side, used by the CLI ---------------------------------------------------
+
+
+class SupervisorUnavailable(RuntimeError):
+    pass
+
+
+def request(socket_path: Path, payload: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+    if not socket_path.exists():
+        raise SupervisorUnavailable("the stack is not running")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(socket_path))
+            sock.sendall(json.dumps(payload).encode() + b"\n")
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    except OSError as exc:
+        raise SupervisorUnavailable(f"the supervisor does not answer ({exc})") from exc
+    response: dict[str, Any] = json.loads(b"".join(chunks))
+    if not response.get("ok"):
+        raise RuntimeError(response.get("error", "supervisor error"))
+    return response

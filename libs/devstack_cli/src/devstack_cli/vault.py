@@ -1,0 +1,151 @@
+"""A small synchronous Vault (OpenBao) HTTP client for the command line and the server launchers.
+
+The CLI needs a handful of admin calls (init, unseal, mounts, policies, roles) and each launcher
+needs three (AppRole login, read a secret, issue a certificate). They are plain JSON calls, so a
+thin httpx wrapper is clearer than a general SDK. Applications use `devstack_client` instead.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devstack_cli.settings import Settings
+
+
+class VaultError(RuntimeError):
+    """Vault answered with an error; the message carries Vault's own words, never a secret."""
+
+    def __init__(self, method: str, path: str, status: int, errors: list[str]) -> None:
+        self.status = status
+        self.errors = errors
+        detail = "; ".join(errors) or "no detail"
+        super().__init__(f"Vault {method} {path} answered {status}: {detail}")
+
+
+class Vault:
+    def __init__(self, address: str, token: str | None = None, timeout: float = 10.0) -> None:
+        self.address = address
+        self.token = token
+        self._http = httpx.Client(base_url=address, timeout=timeout)
+
+    @classmethod
+    def for_settings(cls, settings: Settings, token: str | None = None) -> Vault:
+        from devstack_cli.stack import stack
+
+        port = settings.port(stack().service("vault").ports["api"])
+        return cls(f"http://127.0.0.1:{port}", token)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        missing_ok: bool = False,
+    ) -> dict[str, Any] | None:
+        headers = {"X-Vault-Token": self.token} if self.token else {}
+        response = self._http.request(method, f"/v1/{path}", json=body, headers=headers)
+        if response.status_code == 404 and missing_ok:
+            return None
+        if response.status_code >= 400:
+            try:
+                errors = [str(e) for e in response.json().get("errors", [])]
+            except ValueError:
+                errors = [response.text[:200]]
+            raise VaultError(method, path, response.status_code, errors)
+        if response.status_code == 204 or not response.content:
+            return {}
+        result: dict[str, Any] = response.json()
+        return result
+
+    def read(self, path: str) -> dict[str, Any] | None:
+        return self.call("GET", path, missing_ok=True)
+
+    def write(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.call("POST", path, body) or {}
+
+    # -- status ---------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """sys/health without treating sealed or uninitialised as an error."""
+        response = self._http.get(
+            "/v1/sys/health",
+            params={"sealedcode": 200, "uninitcode": 200, "standbycode": 200},
+        )
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def wait_until_reachable(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.health()
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def wait_until_active(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self._http.get("/v1/sys/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("Vault did not become active (unsealed and leader) in time")
+            time.sleep(0.2)
+
+    # -- the calls every service makes ----------------------------------------------------
+
+    def ca_pem(self, mount: str) -> str | None:
+        """The PEM certificate of a PKI mount's CA, or None before it has one."""
+        response = self._http.get(f"/v1/{mount}/ca/pem")
+        if response.status_code == 200 and "BEGIN CERTIFICATE" in response.text:
+            return response.text.strip() + "\n"
+        return None
+
+    def login_approle(self, role_id: str, secret_id: str) -> Vault:
+        """A new client holding the token of this AppRole."""
+        result = self.write("auth/approle/login", {"role_id": role_id, "secret_id": secret_id})
+        return Vault(self.address, result["auth"]["client_token"])
+
+    def kv_get(self, path: str) -> dict[str, Any] | None:
+        result = self.read(f"secret/data/{path}")
+        if result is None:
+            return None
+        data: dict[str, Any] = result["data"]["data"]
+        return data
+
+
+def login_as(settings: Settings, service: str) -> Vault:
+    """Log in with a service's own AppRole (its role-id and secret-id files)."""
+    paths = settings.state
+    role_id = _read_credential(paths.role_id_file(service))
+    secret_id = _read_credential(paths.secret_id_file(service))
+    with Vault.for_settings(settings) as anonymous:
+        return anonymous.login_approle(role_id, secret_id)
+
+
+def _read_credential(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} is missing: run `devstack up` (or `devstack vault bootstrap`) first"
+        ) from None

@@ -1,0 +1,111 @@
+"""A stack of the tests' own, started through the project's own `devstack up`.
+
+It runs in a fresh state folder and on ports moved by DEVSTACK_TEST_PORT_OFFSET (default 100),
+so it never touches a developer's stack. One stack serves the whole session; tests that stop or
+wipe a stack start their own (see test_lifecycle.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from devstack_cli.settings import Settings
+from devstack_cli.stack import stack as service_table
+from devstack_cli.vault import Vault, login_as
+
+TEST_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_PORT_OFFSET", "100"))
+
+
+def new_state_dir(name: str) -> Path:
+    # Searchable by others: PostgreSQL runs as its own account when the tests run as root.
+    path = Path(tempfile.mkdtemp(prefix=f"devstack-{name}-"))
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class StackUnderTest:
+    state_dir: Path
+    port_offset: int
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(state_dir=self.state_dir, port_offset=self.port_offset)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DEVSTACK_STATE_DIR": str(self.state_dir),
+            "DEVSTACK_PORT_OFFSET": str(self.port_offset),
+        }
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run the `devstack` command against this stack, as a user would."""
+        return subprocess.run(
+            [sys.executable, "-m", "devstack_cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def up(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = self.cli("up", *args)
+        if result.returncode != 0:
+            pytest.fail(
+                f"devstack up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def status(self) -> dict[str, Any]:
+        result = self.cli("status", "--json")
+        assert result.returncode == 0, result.stderr
+        report: dict[str, Any] = json.loads(result.stdout)
+        return report
+
+    def port(self, service: str, name: str, instance: int = 0) -> int:
+        return self.settings.port(service_table().service(service).ports[name] + instance)
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.settings.state.ca_chain)
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def login(self, service: str) -> Vault:
+        return login_as(self.settings, service)
+
+    def creds(self, service: str) -> dict[str, Any]:
+        """A service's application secret, read through that service's own AppRole."""
+        with self.login(service) as vault:
+            secret = vault.kv_get(service)
+        assert secret is not None
+        return secret
+
+    def root_token(self) -> str:
+        token: str = json.loads(self.settings.state.vault_init.read_text())["root_token"]
+        return token
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackUnderTest]:
+    under_test = StackUnderTest(new_state_dir("it"), TEST_PORT_OFFSET)
+    try:
+        under_test.up("--profile", "standard")
+        yield under_test
+    finally:
+        under_test.cli("down")
+        shutil.rmtree(under_test.state_dir, ignore_errors=True)

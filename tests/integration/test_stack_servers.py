@@ -1,0 +1,320 @@
+"""Every server of the standard profile is healthy, speaks TLS verified against the exported CA,
+accepts the credentials its own AppRole reads from Vault, and refuses a client that trusts
+another CA."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+import tempfile
+from pathlib import Path
+
+import aio_pika
+import asyncmy
+import asyncpg
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from pymongo import AsyncMongoClient
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+from tests.integration.conftest import StackUnderTest
+
+SERVERS = ["vault", "postgres", "pgbouncer", "redis", "mysql", "mongodb", "rabbitmq"]
+
+
+def test_status_reports_every_service_healthy(stack: StackUnderTest) -> None:
+    report = stack.status()
+    assert report["running"] is True
+    assert report["profile"] == "standard"
+    assert sorted(report["services"]) == sorted(SERVERS)
+    for name, service in report["services"].items():
+        assert service["state"] == "healthy", (name, service["reason"])
+    assert report["services"]["postgres"]["ports"] == {
+        "postgres": stack.port("postgres", "postgres")
+    }
+
+
+def test_health_command_exits_zero_when_all_healthy(stack: StackUnderTest) -> None:
+    result = stack.cli("health")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def foreign_ca_file() -> str:
+    """A CA that signed nothing here: a client trusting only it must be refused everywhere."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Some Other CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = Path(tempfile.mkdtemp()) / "foreign-ca.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(path)
+
+
+# -- PostgreSQL and PgBouncer ------------------------------------------------------------
+
+
+async def test_postgres_tls_with_approle_credentials(stack: StackUnderTest) -> None:
+    creds = stack.creds("postgres")
+    conn = await asyncpg.connect(
+        host="127.0.0.1",
+        port=stack.port("postgres", "postgres"),
+        user=creds["user"],
+        password=creds["password"],
+        database=creds["database"],
+        ssl=stack.tls_context(),
+    )
+    try:
+        in_tls = await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        assert in_tls is True
+        assert (await conn.fetchval("SHOW server_version")).startswith("15.")
+    finally:
+        await conn.close()
+
+
+async def test_pgbouncer_tls_with_postgres_credentials(stack: StackUnderTest) -> None:
+    creds = stack.creds("postgres")
+    conn = await asyncpg.connect(
+        host="127.0.0.1",
+        port=stack.port("pgbouncer", "pgbouncer"),
+        user=creds["user"],
+        password=creds["password"],
+        database=creds["database"],
+        ssl=stack.tls_context(),
+    )
+    try:
+        # The server side of PgBouncer's connection is TLS too (server_tls_sslmode=verify-full).
+        assert (
+            await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") is True
+        )
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("service", ["postgres", "pgbouncer"])
+async def test_postgres_refuses_a_foreign_ca(
+    stack: StackUnderTest, foreign_ca_file: str, service: str
+) -> None:
+    creds = stack.creds("postgres")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await asyncpg.connect(
+            host="127.0.0.1",
+            port=stack.port(service, service),
+            user=creds["user"],
+            password=creds["password"],
+            database=creds["database"],
+            ssl=ssl.create_default_context(cafile=foreign_ca_file),
+        )
+
+
+# -- MariaDB -------------------------------------------------------------------------------
+
+
+async def test_mysql_tls_with_approle_credentials(stack: StackUnderTest) -> None:
+    creds = stack.creds("mysql")
+    conn = await asyncmy.connect(
+        host="127.0.0.1",
+        port=stack.port("mysql", "mysql"),
+        user=creds["user"],
+        password=creds["password"],
+        database=creds["database"],
+        ssl=stack.tls_context(),
+    )
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            (_, cipher) = await cur.fetchone()
+            assert cipher, "the session is not encrypted"
+            await cur.execute("SELECT VERSION()")
+            (version,) = await cur.fetchone()
+            assert "MariaDB" in version
+    finally:
+        conn.close()
+
+
+async def test_mysql_refuses_a_foreign_ca(stack: StackUnderTest, foreign_ca_file: str) -> None:
+    creds = stack.creds("mysql")
+    with pytest.raises(Exception, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        await asyncmy.connect(
+            host="127.0.0.1",
+            port=stack.port("mysql", "mysql"),
+            user=creds["user"],
+            password=creds["password"],
+            ssl=ssl.create_default_context(cafile=foreign_ca_file),
+        )
+
+
+# -- MongoDB protocol ----------------------------------------------------------------------
+
+
+def mongo_client(stack: StackUnderTest, ca_file: str) -> AsyncMongoClient[dict[str, object]]:
+    creds = stack.creds("mongodb")
+    return AsyncMongoClient(
+        host="127.0.0.1",
+        port=stack.port("mongodb", "mongodb"),
+        tls=True,
+        tlsCAFile=ca_file,
+        username=creds["user"],
+        password=creds["password"],
+        authSource=creds["database"],
+        serverSelectionTimeoutMS=5000,
+    )
+
+
+async def test_mongodb_tls_with_approle_credentials(stack: StackUnderTest) -> None:
+    client = mongo_client(stack, stack.ca_file)
+    try:
+        collection = client["devstack"]["tls_probe"]
+        inserted = await collection.insert_one({"hello": "tls"})
+        found = await collection.find_one({"_id": inserted.inserted_id})
+        assert found is not None and found["hello"] == "tls"
+    finally:
+        await client.close()
+
+
+async def test_mongodb_rejects_a_wrong_password(stack: StackUnderTest) -> None:
+    creds = stack.creds("mongodb")
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        host="127.0.0.1",
+        port=stack.port("mongodb", "mongodb"),
+        tls=True,
+        tlsCAFile=stack.ca_file,
+        username=creds["user"],
+        password="not-the-password",
+        authSource=creds["database"],
+        serverSelectionTimeoutMS=5000,
+    )
+    try:
+        with pytest.raises(Exception, match=r"(?i)auth"):
+            await client["devstack"]["tls_probe"].find_one({})
+    finally:
+        await client.close()
+
+
+# -- Redis Cluster -------------------------------------------------------------------------
+
+
+def keys_on_each_master(count: int = 3) -> list[str]:
+    """Keys whose slots fall in each third of the slot space, so each master owns one."""
+    found: dict[int, str] = {}
+    i = 0
+    while len(found) < count:
+        key = f"devstack:key:{i}"
+        found.setdefault(key_slot(key.encode()) * count // 16384, key)
+        i += 1
+    return [found[n] for n in range(count)]
+
+
+async def test_redis_cluster_tls_on_every_master(stack: StackUnderTest) -> None:
+    creds = stack.creds("redis")
+    cluster = RedisCluster(
+        host="127.0.0.1",
+        port=stack.port("redis", "tls"),
+        password=creds["password"],
+        ssl=True,
+        ssl_ca_certs=stack.ca_file,
+    )
+    try:
+        info = await cluster.cluster_info()
+        assert info["cluster_state"] == "ok"
+        masters = {node.port for node in cluster.get_primaries()}
+        assert masters == {stack.port("redis", "tls", i) for i in range(3)}
+        owners = set()
+        for key in keys_on_each_master():
+            await cluster.set(key, "value", ex=60)
+            assert await cluster.get(key) == b"value"
+            owners.add(cluster.get_node_from_key(key).port)
+        assert owners == masters
+    finally:
+        await cluster.aclose()
+
+
+async def test_redis_requires_the_password(stack: StackUnderTest) -> None:
+    cluster = RedisCluster(
+        host="127.0.0.1",
+        port=stack.port("redis", "tls"),
+        ssl=True,
+        ssl_ca_certs=stack.ca_file,
+    )
+    with pytest.raises(Exception, match=r"(?i)auth"):
+        await cluster.initialize()
+    await cluster.aclose()
+
+
+# -- RabbitMQ ------------------------------------------------------------------------------
+
+
+async def test_rabbitmq_tls_with_approle_credentials(stack: StackUnderTest) -> None:
+    creds = stack.creds("rabbitmq")
+    assert creds["vhost"] == "dev_vhost"
+    connection = await aio_pika.connect(
+        host="127.0.0.1",
+        port=stack.port("rabbitmq", "amqps"),
+        login=creds["user"],
+        password=creds["password"],
+        virtualhost=creds["vhost"],
+        ssl=True,
+        ssl_context=stack.tls_context(),
+    )
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue("devstack.tls_probe", auto_delete=True)
+        await channel.default_exchange.publish(
+            aio_pika.Message(b"over tls"), routing_key=queue.name
+        )
+        message = await queue.get(timeout=5)
+        assert message is not None and message.body == b"over tls"
+        await message.ack()
+    finally:
+        await connection.close()
+
+
+# -- servers that speak TLS from the first byte ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("service", "port"), [("mongodb", "mongodb"), ("redis", "tls"), ("rabbitmq", "amqps")]
+)
+async def test_direct_tls_ports_refuse_a_foreign_ca(
+    stack: StackUnderTest, foreign_ca_file: str, service: str, port: str
+) -> None:
+    """The same handshake succeeds with the exported CA and fails with any other."""
+    address = ("127.0.0.1", stack.port(service, port))
+    _, writer = await asyncio.open_connection(*address, ssl=stack.tls_context())
+    writer.close()
+    await writer.wait_closed()
+    foreign = ssl.create_default_context(cafile=foreign_ca_file)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await asyncio.open_connection(*address, ssl=foreign)
+
+
+# -- certificates --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "service", ["postgres", "pgbouncer", "redis", "mysql", "mongodb", "rabbitmq"]
+)
+def test_each_server_has_its_own_certificate(stack: StackUnderTest, service: str) -> None:
+    pem = (stack.settings.state.service_dir(service) / "tls" / "cert.pem").read_bytes()
+    cert = x509.load_pem_x509_certificate(pem)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(sans.get_values_for_type(x509.DNSName)) >= {service, "localhost"}
+    assert "127.0.0.1" in {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    assert cert.issuer.rfc4514_string() == "CN=DevStack Core Intermediate CA"
+    key_file = stack.settings.state.service_dir(service) / "tls" / "key.pem"
+    assert key_file.stat().st_mode & 0o077 == 0, "private keys are readable by their owner only"
