@@ -294,6 +294,39 @@ def _last_profile(s: Settings) -> str:
         return "standard"
 
 
+def _control(command: str, service: str) -> None:
+    from devstack_cli.supervisor import request
+
+    s = settings()
+    snapshot = engine.status(s)
+    if snapshot is None:
+        fail("the stack is not running: start it with `./devstack up`")
+    # A service name means all of its processes (vault: the server and its unseal step).
+    targets = [p["name"] for p in snapshot["processes"] if p["service"] == service]
+    if not targets:
+        targets = [p["name"] for p in snapshot["processes"] if p["name"] == service]
+    if not targets:
+        known_service(service)
+        fail(f"{service} is not part of the running profile ({snapshot['profile']})", EXIT_USAGE)
+    if command == "stop":
+        targets.reverse()
+    for name in targets:
+        request(s.state.supervisor_sock, {"cmd": command, "name": name}, timeout=120)
+    out.print(f"{command} {', '.join(targets)}: done")
+
+
+@app.command()
+def stop(service: Annotated[str, typer.Argument(help="A service, or one process.")]) -> None:
+    """Stop one service (it stays down until `devstack start`); the rest keeps running."""
+    _control("stop", service)
+
+
+@app.command()
+def start(service: Annotated[str, typer.Argument(help="A service, or one process.")]) -> None:
+    """Start a service stopped with `devstack stop` (Vault is unsealed again)."""
+    _control("start", service)
+
+
 @app.command()
 def reset(yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False) -> None:
     """Stop the stack and delete all of its state (data, secrets, certificates, logs)."""
