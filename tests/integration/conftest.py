@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from devstack_cli.settings import Settings
 from devstack_cli.stack import stack as service_table
 from devstack_cli.vault import Vault, login_as

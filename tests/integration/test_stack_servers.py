@@ -310,11 +310,13 @@ async def test_direct_tls_ports_refuse_a_foreign_ca(
     "service", ["postgres", "pgbouncer", "redis", "mysql", "mongodb", "rabbitmq"]
 )
 def test_each_server_has_its_own_certificate(stack: StackUnderTest, service: str) -> None:
-    pem = (stack.settings.state.service_dir(service) / "tls" / "cert.pem").read_bytes()
+    folder = stack.settings.state.service_dir(service)
+    tls = folder / "redis-1" / "tls" if service == "redis" else folder / "tls"
+    pem = (tls / "cert.pem").read_bytes()
     cert = x509.load_pem_x509_certificate(pem)
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert set(sans.get_values_for_type(x509.DNSName)) >= {service, "localhost"}
     assert "127.0.0.1" in {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
     assert cert.issuer.rfc4514_string() == "CN=DevStack Core Intermediate CA"
-    key_file = stack.settings.state.service_dir(service) / "tls" / "key.pem"
+    key_file = tls / "key.pem"
     assert key_file.stat().st_mode & 0o077 == 0, "private keys are readable by their owner only"

@@ -161,7 +161,7 @@ def _service(vault: Vault, settings: Settings, service: Service, log: Log) -> No
     vault.write(
         f"pki_int/roles/{name}",
         {
-            "allowed_domains": [name, "localhost"],
+            "allowed_domains": [service.hostname, "localhost"],
             "allow_bare_domains": True,
             "allow_localhost": True,
             "allow_subdomains": False,

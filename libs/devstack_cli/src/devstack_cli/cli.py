@@ -39,12 +39,13 @@ vault_app = typer.Typer(
     help="Vault: status, bootstrap, the CA, a service's credentials.", no_args_is_help=True
 )
 app.add_typer(vault_app, name="vault")
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}")
+    err.print("[red]error:[/red] ", end="")
+    err.print(message, markup=False)
     raise typer.Exit(code)
 
 
@@ -67,6 +68,7 @@ def known_service(name: str) -> str:
 # -- up ---------------------------------------------------------------------------------
 
 
+BREAKAGE = {"failed": 0, "exited": 1, "unhealthy": 2, "starting": 3, "pending": 4}
 STATE_STYLE = {
     "healthy": "green",
     "starting": "yellow",
@@ -171,10 +173,8 @@ def up(
         return
     bad = [st for st in states if st.state != "healthy"] or states
     culprit = next((st for st in bad if st.state in ("failed", "unhealthy")), bad[0])
-    process = next(
-        (p for p in culprit.processes if p["state"] not in ("healthy", "completed")),
-        culprit.processes[0],
-    )
+    # The process that broke, else the one still on its way.
+    process = min(culprit.processes, key=lambda p: BREAKAGE.get(p["state"], len(BREAKAGE)))
     why = culprit.reason or "did not become healthy"
     if culprit.state == "starting":
         why = f"not healthy after {s.up_timeout:.0f}s ({why})"

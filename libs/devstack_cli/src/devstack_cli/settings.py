@@ -76,7 +76,7 @@ def write_private(path: Path, content: str | bytes, mode: int = 0o600) -> None:
     """Write a file that only its owner can read, creating it with that mode (never wider)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = content.encode() if isinstance(content, str) else content
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, data)

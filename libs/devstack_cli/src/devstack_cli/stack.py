@@ -33,6 +33,11 @@ class Service(BaseModel):
     instances: int = Field(default=1, ge=1)
 
     @property
+    def hostname(self) -> str:
+        """Its DNS name in certificates: no underscores in a hostname (api_first: api-first)."""
+        return self.name.replace("_", "-")
+
+    @property
     def secret_path(self) -> str:
         """KV v2 path (under the `secret/` mount) of this service's application secret."""
         return self.name

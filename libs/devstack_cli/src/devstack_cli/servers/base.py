@@ -110,6 +110,15 @@ class Launch:
         index = self.instance if instance is None else instance
         return self.settings.port(self.service.ports[name] + index)
 
+    @property
+    def instance_dir(self) -> Path:
+        """This process's own folder: the service folder, or `redis/redis-2` for an instance."""
+        if self.service.instances == 1:
+            return self.dir
+        path = self.dir / f"{self.service.name}-{self.instance + 1}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     @cached_property
     def vault(self) -> Vault:
         """A client logged in with this server's own AppRole (never the root token)."""
@@ -127,13 +136,13 @@ class Launch:
 
     def tls(self, owner: str | None = None) -> TlsFiles:
         """This server's certificate, issued by Vault; re-issued in the last third of its life."""
-        tls_dir = self.dir / "tls"
+        tls_dir = self.instance_dir / "tls"
         files = TlsFiles(tls_dir / "cert.pem", tls_dir / "key.pem", tls_dir / "ca.pem")
         if not certificate_is_fresh(files.cert):
-            name = self.service.name
+            host = self.service.hostname
             issued = self.vault.write(
-                f"pki_int/issue/{name}",
-                {"common_name": name, "alt_names": f"{name},localhost", "ip_sans": "127.0.0.1"},
+                f"pki_int/issue/{self.service.name}",
+                {"common_name": host, "alt_names": f"{host},localhost", "ip_sans": "127.0.0.1"},
             )["data"]
             write_private(files.key, issued["private_key"].strip() + "\n")
             leaf_and_issuer = issued["certificate"].strip() + "\n" + issued["issuing_ca"].strip()

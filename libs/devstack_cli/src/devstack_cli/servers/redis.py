@@ -20,14 +20,10 @@ from devstack_cli.tools import require
 CLUSTER_TIMEOUT = 60.0
 
 
-def node_name(instance: int) -> str:
-    return f"redis-{instance + 1}"
-
-
 def processes(ctx: PlanContext) -> list[ProcessSpec]:
     nodes = [
         ctx.process(
-            node_name(i),
+            f"redis-{i + 1}",
             Probe(tcp=(ctx.port("redis", i),)),
             ctx.after(),
             instance=i,
@@ -46,8 +42,7 @@ def processes(ctx: PlanContext) -> list[ProcessSpec]:
 
 
 def launch(ctx: Launch) -> Exec:
-    node_dir = ctx.dir / node_name(ctx.instance)
-    node_dir.mkdir(parents=True, exist_ok=True)
+    node_dir = ctx.instance_dir
     password = ctx.secret()["password"]
     tls = ctx.tls()
     config = node_dir / "redis.conf"
@@ -80,12 +75,11 @@ logfile ""
 
 def redis_cli(ctx: Launch, port: int, *args: str) -> str:
     """Run redis-cli over TLS; the password goes through the environment, never the arguments."""
-    tls = ctx.dir / "tls"
     argv = [
         require("redis-cli"),
         "--tls",
         "--cacert",
-        str(tls / "ca.pem"),
+        str(ctx.settings.state.ca_chain),
         "-h",
         "127.0.0.1",
         "-p",

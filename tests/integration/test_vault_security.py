@@ -1,0 +1,113 @@
+"""Least privilege and root-token hygiene, checked against the running stack's own Vault."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from devstack_cli.bootstrap import render_policy
+from devstack_cli.stack import stack as service_table
+from devstack_cli.vault import Vault, VaultError
+from tests.integration.conftest import StackUnderTest
+
+TABLE = service_table()
+ROLES = sorted(TABLE.services)  # every server and every API has an AppRole
+ALL_SECRETS = sorted(
+    [s.secret_path for s in TABLE.services.values() if s.secret is not None]
+    + [s.admin_path for s in TABLE.services.values() if s.admin is not None]
+)
+ADMIN_SECRETS = [p for p in ALL_SECRETS if p.startswith("admin/")]
+
+
+def can_read(vault: Vault, path: str) -> bool:
+    try:
+        return vault.kv_get(path) is not None
+    except VaultError as exc:
+        assert exc.status == 403, exc
+        return False
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_approle_reads_exactly_what_the_table_allows(stack: StackUnderTest, role: str) -> None:
+    allowed = set(TABLE.service(role).readable_secrets())
+    with stack.login(role) as vault:
+        readable = {path for path in ALL_SECRETS if can_read(vault, path)}
+    assert readable == allowed
+
+
+def test_the_matrix_is_not_vacuous() -> None:
+    """Every server's own secret is denied to every other server that does not depend on it."""
+    assert len(ROLES) >= 9 and len(ALL_SECRETS) >= 8
+    apis = [s for s in TABLE.services.values() if s.kind == "api"]
+    for api in apis:
+        assert not set(api.readable_secrets()) & set(ADMIN_SECRETS)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_approle_issues_only_its_own_certificate(stack: StackUnderTest, role: str) -> None:
+    other = "mysql" if role != "mysql" else "postgres"
+    host = TABLE.service(role).hostname
+    with stack.login(role) as vault:
+        issued = vault.write(f"pki_int/issue/{role}", {"common_name": host, "ttl": "1h"})
+        assert "BEGIN CERTIFICATE" in issued["data"]["certificate"]
+        with pytest.raises(VaultError) as denied:
+            vault.write(f"pki_int/issue/{other}", {"common_name": other, "ttl": "1h"})
+        assert denied.value.status == 403
+
+
+def test_no_policy_grants_a_wildcard_on_secrets(stack: StackUnderTest) -> None:
+    with Vault.for_settings(stack.settings, stack.root_token()) as root:
+        for role in ROLES:
+            policy = root.call("GET", f"sys/policies/acl/{role}")["data"]["policy"]  # type: ignore[index]
+            assert policy == render_policy(TABLE.service(role))
+            assert "*" not in policy, f"policy {role} has a wildcard:\n{policy}"
+
+
+def test_approle_tokens_have_the_documented_ttls(stack: StackUnderTest) -> None:
+    with stack.login("postgres") as vault:
+        token = vault.call("GET", "auth/token/lookup-self")["data"]  # type: ignore[index]
+    assert token["ttl"] <= 3600 and token["ttl"] > 3500
+    assert token["policies"] == ["default", "postgres"]
+    with Vault.for_settings(stack.settings, stack.root_token()) as root:
+        role = root.call("GET", "auth/approle/role/postgres")["data"]  # type: ignore[index]
+    assert role["token_ttl"] == 3600 and role["token_max_ttl"] == 86400
+
+
+def test_credential_files_are_private(stack: StackUnderTest) -> None:
+    paths = stack.settings.state
+    files = [paths.vault_init]
+    for role in ROLES:
+        files += [paths.role_id_file(role), paths.secret_id_file(role)]
+    for path in files:
+        assert path.stat().st_mode & 0o777 == 0o600, path
+
+
+def test_no_process_holds_the_root_token(stack: StackUnderTest) -> None:
+    """Scan every process's environment and command line, and every file in the state folder."""
+    token = stack.root_token().encode()
+    stack_pids = {
+        p["pid"]
+        for service in stack.status()["services"].values()
+        for p in service["processes"]
+        if not p["one_shot"]
+    }
+    scanned = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        scanned.add(int(entry.name))
+        assert token not in environ, f"pid {entry.name} has the root token in its environment"
+        assert token not in cmdline, f"pid {entry.name} has the root token in its arguments"
+    assert stack_pids and stack_pids <= scanned, "the stack's own processes were not scanned"
+    for path in stack.state_dir.rglob("*"):
+        if path.is_file() and path != stack.settings.state.vault_init:
+            if path.stat().st_size > 1_000_000:
+                continue  # database files, not configuration
+            assert token not in path.read_bytes(), f"{path} contains the root token"

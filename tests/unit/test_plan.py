@@ -1,0 +1,79 @@
+"""What `up` would run: the plan rendered from the table, without starting anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devstack_cli.engine import render_plan, service_ports
+from devstack_cli.plan import Plan, ProcessSpec
+from devstack_cli.settings import Settings
+from devstack_cli.stack import stack
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(state_dir=tmp_path, port_offset=1000)
+
+
+def test_standard_plan_orders_everything_after_the_vault_bootstrap(settings: Settings) -> None:
+    plan = render_plan(settings, "standard")
+    names = [p.name for p in plan.processes]
+    assert names[:2] == ["vault", "vault-bootstrap"]
+    assert {
+        "postgres",
+        "pgbouncer",
+        "redis-1",
+        "redis-2",
+        "redis-3",
+        "redis-cluster",
+        "mysql",
+        "mongodb",
+        "rabbitmq-epmd",
+        "rabbitmq",
+    } <= set(names)
+    for process in plan.processes:
+        if process.name not in ("vault", "vault-bootstrap", "rabbitmq-epmd", "redis-cluster"):
+            assert process.depends_on.get("vault-bootstrap") == "completed", process.name
+    assert plan.process("vault-bootstrap").depends_on == {"vault": "started"}
+    assert plan.process("pgbouncer").depends_on["postgres"] == "healthy"
+    cluster = plan.process("redis-cluster")
+    assert cluster.one_shot and set(cluster.depends_on) == {"redis-1", "redis-2", "redis-3"}
+    assert plan.process("postgres").stop_signal == "SIGINT"
+
+
+def test_probes_and_ports_carry_the_offset(settings: Settings) -> None:
+    plan = render_plan(settings, "standard")
+    assert plan.process("vault").probe.http == "http://127.0.0.1:9200/v1/sys/health"  # type: ignore[union-attr]
+    assert plan.process("redis-2").probe.tcp == (7380,)  # type: ignore[union-attr]
+    assert service_ports(settings, stack().service("redis"))["tls-3"] == 7392
+
+
+def test_minimal_plan_has_no_standard_only_server(settings: Settings) -> None:
+    names = {p.service for p in render_plan(settings, "minimal").processes}
+    assert names == {"vault", "postgres", "pgbouncer", "redis"}
+
+
+def test_no_secret_reaches_the_plan(settings: Settings) -> None:
+    """The plan is saved in the state folder: it holds commands, never credentials."""
+    text = render_plan(settings, "standard").model_dump_json()
+    assert "password" not in text.lower() and "token" not in text.lower()
+
+
+def spec(name: str, **deps: str) -> ProcessSpec:
+    return ProcessSpec(
+        name=name, service=name, command=("true",), depends_on=deps, log_file="/dev/null"
+    )
+
+
+def test_levels_and_cycles() -> None:
+    plan = Plan(
+        profile="x",
+        processes=(spec("a"), spec("b", a="healthy"), spec("c", a="started", b="completed")),
+    )
+    assert plan.levels() == {"a": 0, "b": 1, "c": 2}
+    with pytest.raises(ValueError, match="dependency cycle"):
+        Plan(profile="x", processes=(spec("a", b="healthy"), spec("b", a="healthy")))
+    with pytest.raises(ValueError, match="unknown process 'z'"):
+        Plan(profile="x", processes=(spec("a", z="healthy"),))

@@ -1,0 +1,134 @@
+"""The service table: validation, profiles, and what the bootstrap derives from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devstack_cli.bootstrap import application_secret, render_policy
+from devstack_cli.stack import Stack, UnknownProfileError, load_stack, stack
+
+TABLE = stack()
+
+
+def test_profiles_name_the_documented_services() -> None:
+    assert [s.name for s in TABLE.in_profile("minimal")] == [
+        "vault",
+        "postgres",
+        "pgbouncer",
+        "redis",
+    ]
+    assert [s.name for s in TABLE.in_profile("standard")] == [
+        "vault",
+        "postgres",
+        "pgbouncer",
+        "redis",
+        "mysql",
+        "mongodb",
+        "rabbitmq",
+    ]
+
+
+def test_unknown_profile_names_the_choices() -> None:
+    with pytest.raises(UnknownProfileError, match="choose one of: minimal, standard"):
+        TABLE.in_profile("huge")
+
+
+def test_ports_follow_the_stack_table() -> None:
+    ports = {name: s.ports for name, s in TABLE.services.items()}
+    assert ports["vault"]["api"] == 8200
+    assert ports["postgres"]["postgres"] == 5432
+    assert ports["pgbouncer"]["pgbouncer"] == 6432
+    assert ports["mysql"]["mysql"] == 3306
+    assert ports["mongodb"]["mongodb"] == 27017
+    assert (ports["redis"]["redis"], ports["redis"]["tls"]) == (6379, 6390)
+    assert TABLE.service("redis").instances == 3
+    rabbit = ports["rabbitmq"]
+    assert (rabbit["amqp"], rabbit["amqps"], rabbit["management"]) == (5672, 5671, 15672)
+
+
+def write_table(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "services.toml"
+    path.write_text('[profiles]\nminimal = "x"\n' + text)
+    return path
+
+
+def test_a_port_declared_twice_is_refused(tmp_path: Path) -> None:
+    path = write_table(
+        tmp_path,
+        """
+[services.a]
+description = "a"
+kind = "server"
+ports = { main = 7000 }
+[services.b]
+description = "b"
+kind = "server"
+instances = 2
+ports = { main = 6999 }
+""",
+    )
+    with pytest.raises(ValueError, match=r"port 7000 is declared by a\.main and b\.main"):
+        load_stack(path)
+
+
+def test_unknown_references_are_refused(tmp_path: Path) -> None:
+    path = write_table(
+        tmp_path,
+        """
+[services.a]
+description = "a"
+kind = "server"
+ports = { main = 7000 }
+after = ["nope"]
+""",
+    )
+    with pytest.raises(ValueError, match="'after' names unknown service 'nope'"):
+        load_stack(path)
+    path = write_table(
+        tmp_path,
+        """
+[services.a]
+description = "a"
+kind = "server"
+ports = { main = 7000 }
+reads = ["a"]
+""",
+    )
+    with pytest.raises(ValueError, match="'reads' names 'a', which has no secret"):
+        load_stack(path)
+
+
+def test_policies_grant_exactly_the_readable_secrets() -> None:
+    policy = render_policy(TABLE.service("pgbouncer"))
+    assert 'path "secret/data/postgres"' in policy
+    assert 'path "pki_int/issue/pgbouncer"' in policy
+    assert "admin/" not in policy and "*" not in policy
+    postgres = render_policy(TABLE.service("postgres"))
+    assert 'path "secret/data/admin/postgres"' in postgres
+    for api in ("code_first", "api_first"):
+        text = render_policy(TABLE.service(api))
+        for dep in ("postgres", "mysql", "mongodb", "redis", "rabbitmq"):
+            assert f'path "secret/data/{dep}"' in text
+        assert "admin/" not in text
+
+
+def test_no_application_reads_an_admin_secret() -> None:
+    for service in TABLE.services.values():
+        for path in service.readable_secrets():
+            if path.startswith("admin/"):
+                assert path == f"admin/{service.name}"
+
+
+def test_generated_secrets_are_long_and_distinct() -> None:
+    first = application_secret(TABLE.service("postgres"))
+    second = application_secret(TABLE.service("postgres"))
+    assert len(first["password"]) >= 25 and first["password"] != second["password"]
+    assert first["user"] == "devstack" and first["database"] == "devstack"
+    assert first["tls_enabled"] is True
+    assert application_secret(TABLE.service("rabbitmq"))["vhost"] == "dev_vhost"
+
+
+def test_the_table_validates_as_a_model() -> None:
+    assert isinstance(TABLE, Stack)
