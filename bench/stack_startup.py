@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", default="standard")
-    parser.add_argument("--port-offset", type=int, default=500)
+    parser.add_argument("--port-offset", type=int, default=900)
     options = parser.parse_args()
     runs = []
     for _ in range(options.rounds):

@@ -130,3 +130,21 @@ def test_reset_removes_all_state(own_stack: StackUnderTest) -> None:
     result = s.cli("reset", "--yes")
     assert result.returncode == 0
     assert not s.state_dir.exists()
+
+
+def test_a_server_that_cannot_start_is_named_with_its_log() -> None:
+    """A broken data folder: `up` exits 1 naming postgres, shows its log, and stops the rest."""
+    broken = StackUnderTest(new_state_dir("broken"), TEST_PORT_OFFSET + 150)
+    data = broken.state_dir / "postgres" / "data"
+    data.mkdir(parents=True)
+    (data / "PG_VERSION").write_text("99\n")  # a data folder from a server that does not exist
+    try:
+        result = broken.cli("up", "--profile", "minimal")
+        assert result.returncode == 1
+        first_error = result.stderr.splitlines()[0]
+        assert first_error.startswith("error: postgres failed to start")
+        assert f"last lines of {broken.state_dir}/logs/postgres.log" in result.stderr
+        assert "stopping the stack" in result.stderr
+        assert broken.status()["running"] is False
+    finally:
+        broken.cli("reset", "--yes")
