@@ -48,6 +48,16 @@ api_addr     = "http://127.0.0.1:{api}"
 cluster_addr = "http://127.0.0.1:{cluster}"
 ui           = false
 log_level    = "info"
+
+# Every request and response, with secret values HMAC'd (never in clear): how requests are
+# counted (bench/client) and what an operator reads after an incident. OpenBao only accepts
+# audit devices declared here, not through its API.
+audit "file" "file" {{
+  description = "all requests, values HMAC'd"
+  options {{
+    file_path = "{ctx.dir / "audit.log"}"
+  }}
+}}
 """
     )
     return Exec([require("bao"), "server", f"-config={config}"])

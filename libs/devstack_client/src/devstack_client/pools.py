@@ -1,0 +1,652 @@
+"""One managed client per dependency: built once, rebuilt on new credentials, closed cleanly.
+
+Every pool follows the same rules (the `ManagedPool` base class):
+- it is built from the dependency's secret (read through the `SecretStore`, so no Vault call once
+  cached) and TLS when the secret says `tls_enabled`; it connects lazily if the server is down at
+  start, so an application starts and reports itself degraded instead of crashing;
+- every operation runs inside `operation(...)`: a timeout (`operation_timeout`), and backend
+  errors translated to `DependencyUnavailable` / `DependencyTimeout` with a short reason;
+- a new version of the secret rebuilds the pool (the old one is closed after a grace period);
+  an authentication failure makes the store re-read the secret at once (rate limited);
+- connection-level errors drop idle connections so the pool recovers as soon as the server is
+  back, without restarting the application.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+import aio_pika
+import aio_pika.abc
+import aio_pika.exceptions
+import aio_pika.pool
+import aiormq.exceptions
+import asyncmy
+import asyncmy.errors
+import asyncpg
+import pymongo.errors
+import redis.exceptions
+import structlog
+from pymongo import AsyncMongoClient, monitoring
+from pymongo.asynchronous.database import AsyncDatabase
+from redis.asyncio.cluster import RedisCluster
+
+from devstack_client.errors import DependencyTimeout, DependencyUnavailable, DevStackError
+from devstack_client.metrics import Metrics
+from devstack_client.secretstore import SecretStore
+from devstack_client.settings import ClientSettings
+from devstack_client.tls import TrustStore
+from devstack_client.vault import VaultSecret
+
+log = structlog.get_logger("devstack_client.pools")
+
+C = TypeVar("C")
+
+AUTH_REFRESH_MAX_AGE = 2.0  # an auth failure re-reads the secret unless read in the last 2 s
+REBUILD_RETRY = 1.0  # a failed rebuild is retried at most once a second
+
+
+def tls_enabled(secret: VaultSecret) -> bool:
+    value = secret.data.get("tls_enabled", True)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off")
+    return bool(value)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def describe(exc: BaseException) -> str:
+    """A short reason for an error, safe to show: its kind, never raw server text."""
+    if any(
+        isinstance(e, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(e)
+        for e in _chain(exc)
+    ):
+        return "TLS certificate verification failed"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return type(exc).__name__
+
+
+class ManagedPool(Generic[C], abc.ABC):
+    name: ClassVar[str]
+    errors: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        secrets: SecretStore,
+        trust: TrustStore,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._settings = settings
+        self._secrets = secrets
+        self._trust = trust
+        self._metrics = metrics
+        self.secret_path = settings.secret_path(self.name)
+        self._client: C | None = None
+        self._version: int | None = None
+        self._rebuild_wanted = False
+        self._next_rebuild = 0.0
+        self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._retired: list[C] = []
+        self._unsubscribe: Any = None
+        self._closed = False
+        self.rebuilds = 0
+
+    # -- what subclasses provide ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _build(self, secret: VaultSecret) -> C: ...
+
+    @abc.abstractmethod
+    async def _close_client(self, client: C) -> None: ...
+
+    def _stats(self, client: C) -> dict[str, int]:
+        return {}
+
+    def _is_auth_error(self, exc: BaseException) -> bool:
+        return False
+
+    def _on_connection_error(self, client: C, exc: BaseException) -> None:
+        """Called after a backend error; drop broken connections here."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._unsubscribe = self._secrets.subscribe(self.secret_path, self._on_secret)
+        if self._metrics is not None:
+            self._metrics.register_pool(self.name, self.stats)
+        expected: tuple[type[BaseException], ...] = (DevStackError, TimeoutError, *self.errors)
+        try:
+            async with asyncio.timeout(self._settings.connect_timeout + 1):
+                await self.warm_up()
+        except expected as exc:
+            log.warning(
+                "dependency not reachable at start; will connect on first use",
+                dependency=self.name,
+                reason=describe(exc) if not isinstance(exc, DevStackError) else exc.message,
+            )
+
+    async def warm_up(self) -> None:
+        """Build the client and open a first connection (subclasses add the round trip)."""
+        await self.client()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._metrics is not None:
+            self._metrics.unregister_pool(self.name)
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        clients = [*self._retired, *([self._client] if self._client is not None else [])]
+        self._client, self._retired = None, []
+        for client in clients:
+            await self._close_quietly(client)
+
+    async def _close_quietly(self, client: C) -> None:
+        try:
+            async with asyncio.timeout(self._settings.operation_timeout):
+                await self._close_client(client)
+        except Exception as exc:
+            log.warning("closing a pool failed", dependency=self.name, reason=describe(exc))
+
+    # -- the current client ---------------------------------------------------------------
+
+    @property
+    def version(self) -> int | None:
+        """The version of the secret the current client was built with."""
+        return self._version
+
+    async def client(self) -> C:
+        current = self._client
+        if current is not None and not (self._rebuild_wanted and self._rebuild_due()):
+            return current
+        async with self._lock:
+            if self._closed:
+                raise DependencyUnavailable(self.name, "the client is closed")
+            current = self._client
+            if current is not None and not (self._rebuild_wanted and self._rebuild_due()):
+                return current
+            secret = await self._secrets.get(self.secret_path)
+            try:
+                new = await self._build(secret)
+            except Exception:
+                if current is None:
+                    raise
+                self._next_rebuild = time.monotonic() + REBUILD_RETRY
+                log.warning("rebuilding a pool failed; keeping the old one", dependency=self.name)
+                return current
+            self._client, self._version, self._rebuild_wanted = new, secret.version, False
+            if current is not None:
+                self.rebuilds += 1
+                if self._metrics is not None:
+                    self._metrics.pool_rebuilds.labels(self.name, "credentials").inc()
+                log.info("pool rebuilt with new credentials", dependency=self.name)
+                self._retire(current)
+            return new
+
+    def _rebuild_due(self) -> bool:
+        return time.monotonic() >= self._next_rebuild
+
+    def _retire(self, client: C) -> None:
+        """Close an old client once operations already running on it had time to finish."""
+        self._retired.append(client)
+
+        async def close_later() -> None:
+            await asyncio.sleep(self._settings.operation_timeout)
+            if client in self._retired:
+                self._retired.remove(client)
+                await self._close_quietly(client)
+
+        self._spawn(close_later())
+
+    async def _on_secret(self, secret: VaultSecret) -> None:
+        if self._version is not None and secret.version != self._version:
+            self._rebuild_wanted = True
+            self._next_rebuild = 0.0
+            self._spawn(self._rebuild_quietly())
+
+    async def _rebuild_quietly(self) -> None:
+        try:
+            await self.client()
+        except Exception as exc:
+            log.warning("rebuild failed", dependency=self.name, reason=describe(exc))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def stats(self) -> dict[str, int]:
+        client = self._client
+        return {} if client is None else self._stats(client)
+
+    # -- operations -------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def operation(self, what: str) -> AsyncIterator[C]:
+        """The client, for one operation bounded by `operation_timeout`, errors translated."""
+        timeout = self._settings.operation_timeout
+        client: C | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                client = await self.client()
+                yield client
+        except DevStackError:
+            raise
+        except TimeoutError as exc:
+            raise DependencyTimeout(self.name, f"{what} timed out after {timeout:g}s") from exc
+        except self.errors as exc:
+            self._after_error(client, exc)
+            raise DependencyUnavailable(self.name, f"{what}: {describe(exc)}") from exc
+
+    def _after_error(self, client: C | None, exc: BaseException) -> None:
+        if self._is_auth_error(exc):
+            log.warning("authentication failed; re-reading the secret", dependency=self.name)
+            self._spawn(self._refresh_secret())
+        if client is not None:
+            self._on_connection_error(client, exc)
+
+    async def _refresh_secret(self) -> None:
+        with contextlib.suppress(DevStackError):
+            await self._secrets.refresh(self.secret_path, max_age=AUTH_REFRESH_MAX_AGE)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+
+class PostgresPool(ManagedPool[Any]):
+    """An asyncpg pool (`asyncpg.Pool`), TLS verified against the stack's CA."""
+
+    name = "postgres"
+    # InternalClientError: asyncpg's protocol state after an interrupted exchange (seen when the
+    # server restarts mid-query); the connection is unusable and is replaced like a broken one.
+    errors = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+
+    async def _build(self, secret: VaultSecret) -> Any:
+        host, port = self._settings.endpoint(self.name)
+        pool = asyncpg.create_pool(
+            host=host,
+            port=port,
+            user=secret.data["user"],
+            password=secret.data["password"],
+            database=secret.data["database"],
+            ssl=self._trust.ssl_context() if tls_enabled(secret) else False,
+            min_size=0,
+            max_size=self._settings.pool_max_size,
+            timeout=self._settings.connect_timeout,
+            command_timeout=self._settings.operation_timeout,
+            max_inactive_connection_lifetime=300,
+            server_settings={"application_name": "devstack_client"},
+        )
+        return await pool
+
+    async def warm_up(self) -> None:
+        async with self.operation("warm-up") as pool:
+            await pool.fetchval("SELECT 1")
+
+    async def _close_client(self, client: Any) -> None:
+        try:
+            async with asyncio.timeout(self._settings.operation_timeout / 2):
+                await client.close()
+        except TimeoutError:
+            client.terminate()
+
+    def _stats(self, client: Any) -> dict[str, int]:
+        size, idle = client.get_size(), client.get_idle_size()
+        return {"open": size, "idle": idle, "in_use": size - idle, "max": client.get_max_size()}
+
+    def _is_auth_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError)
+
+    def _on_connection_error(self, client: Any, exc: BaseException) -> None:
+        broken = (
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError,
+            OSError,
+        )
+        if isinstance(exc, broken):
+            # Idle connections to a restarted server are dead: replace them at next acquire.
+            self._spawn(client.expire_connections())
+
+    @contextlib.asynccontextmanager
+    async def connection(self, what: str) -> AsyncIterator[Any]:
+        """One connection for several statements (a transaction), within one timeout."""
+        async with self.operation(what) as pool, pool.acquire() as conn:
+            yield conn
+
+    async def fetch(self, what: str, query: str, *args: Any) -> list[Any]:
+        async with self.operation(what) as pool:
+            rows: list[Any] = await pool.fetch(query, *args)
+            return rows
+
+    async def fetchrow(self, what: str, query: str, *args: Any) -> Any:
+        async with self.operation(what) as pool:
+            return await pool.fetchrow(query, *args)
+
+    async def fetchval(self, what: str, query: str, *args: Any) -> Any:
+        async with self.operation(what) as pool:
+            return await pool.fetchval(query, *args)
+
+    async def execute(self, what: str, query: str, *args: Any) -> str:
+        async with self.operation(what) as pool:
+            status: str = await pool.execute(query, *args)
+            return status
+
+
+# -- MySQL (MariaDB) ------------------------------------------------------------------------
+
+
+class MySQLPool(ManagedPool[Any]):
+    """An asyncmy pool; a connection interrupted mid-statement is closed, never reused."""
+
+    name = "mysql"
+    errors = (asyncmy.errors.MySQLError, OSError)
+
+    async def _build(self, secret: VaultSecret) -> Any:
+        host, port = self._settings.endpoint(self.name)
+        return await asyncmy.create_pool(
+            minsize=0,
+            maxsize=self._settings.pool_max_size,
+            pool_recycle=300,
+            host=host,
+            port=port,
+            user=secret.data["user"],
+            password=secret.data["password"],
+            db=secret.data["database"],
+            ssl=self._trust.ssl_context() if tls_enabled(secret) else None,
+            connect_timeout=self._settings.connect_timeout,
+            autocommit=True,
+            charset="utf8mb4",
+        )
+
+    async def warm_up(self) -> None:
+        await self.fetch("warm-up", "SELECT 1")
+
+    async def _close_client(self, client: Any) -> None:
+        client.close()
+        try:
+            async with asyncio.timeout(self._settings.operation_timeout / 2):
+                await client.wait_closed()
+        except TimeoutError:
+            client.terminate()
+
+    def _stats(self, client: Any) -> dict[str, int]:
+        size, idle = int(client.size), int(client.freesize)
+        return {"open": size, "idle": idle, "in_use": size - idle, "max": int(client.maxsize)}
+
+    def _is_auth_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, asyncmy.errors.OperationalError) and exc.args[:1] == (1045,)
+
+    @contextlib.asynccontextmanager
+    async def connection(self, what: str) -> AsyncIterator[Any]:
+        async with self.operation(what) as pool, pool.acquire() as conn:
+            try:
+                yield conn
+            except BaseException:
+                conn.close()  # half-read results must not reach the next user of the connection
+                raise
+
+    async def fetch(self, what: str, query: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        async with self.connection(what) as conn, conn.cursor() as cursor:
+            await cursor.execute(query, args)
+            rows: list[Any] = list(await cursor.fetchall())
+            return rows
+
+    async def execute(self, what: str, query: str, args: tuple[Any, ...] = ()) -> int:
+        async with self.connection(what) as conn, conn.cursor() as cursor:
+            affected: int = await cursor.execute(query, args)
+            return affected
+
+
+# -- MongoDB (PyMongo's AsyncMongoClient) ---------------------------------------------------
+
+
+class _MongoPoolCounter(monitoring.ConnectionPoolListener):
+    """Connection counts from PyMongo's pool events (CMAP)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.in_use = 0
+
+    def pool_created(self, event: monitoring.PoolCreatedEvent) -> None:
+        pass
+
+    def pool_ready(self, event: monitoring.PoolReadyEvent) -> None:
+        pass
+
+    def pool_cleared(self, event: monitoring.PoolClearedEvent) -> None:
+        pass
+
+    def pool_closed(self, event: monitoring.PoolClosedEvent) -> None:
+        pass
+
+    def connection_created(self, event: monitoring.ConnectionCreatedEvent) -> None:
+        self.open += 1
+
+    def connection_ready(self, event: monitoring.ConnectionReadyEvent) -> None:
+        pass
+
+    def connection_closed(self, event: monitoring.ConnectionClosedEvent) -> None:
+        self.open = max(0, self.open - 1)
+
+    def connection_check_out_started(
+        self, event: monitoring.ConnectionCheckOutStartedEvent
+    ) -> None:
+        pass
+
+    def connection_check_out_failed(self, event: monitoring.ConnectionCheckOutFailedEvent) -> None:
+        pass
+
+    def connection_checked_out(self, event: monitoring.ConnectionCheckedOutEvent) -> None:
+        self.in_use += 1
+
+    def connection_checked_in(self, event: monitoring.ConnectionCheckedInEvent) -> None:
+        self.in_use = max(0, self.in_use - 1)
+
+
+@dataclass
+class MongoHandle:
+    client: AsyncMongoClient[dict[str, Any]]
+    database: AsyncDatabase[dict[str, Any]]
+    counter: _MongoPoolCounter
+
+
+class MongoPool(ManagedPool[MongoHandle]):
+    """One `AsyncMongoClient` (it pools connections itself); the CA is given as a file."""
+
+    name = "mongodb"
+    errors = (pymongo.errors.PyMongoError, OSError)
+
+    async def _build(self, secret: VaultSecret) -> MongoHandle:
+        host, port = self._settings.endpoint(self.name)
+        s = self._settings
+        counter = _MongoPoolCounter()
+        tls = tls_enabled(secret)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            host=host,
+            port=port,
+            username=secret.data["user"],
+            password=secret.data["password"],
+            authSource=secret.data["database"],
+            tls=tls,
+            tlsCAFile=str(self._trust.ca_file) if tls else None,
+            serverSelectionTimeoutMS=int(s.connect_timeout * 1000),
+            connectTimeoutMS=int(s.connect_timeout * 1000),
+            socketTimeoutMS=int(s.operation_timeout * 1000),
+            maxPoolSize=s.pool_max_size,
+            minPoolSize=0,
+            appname="devstack_client",
+            event_listeners=[counter],
+        )
+        return MongoHandle(client, client[secret.data["database"]], counter)
+
+    async def warm_up(self) -> None:
+        async with self.operation("warm-up") as handle:
+            await handle.database.command("ping")
+
+    async def _close_client(self, client: MongoHandle) -> None:
+        await client.client.close()
+
+    def _stats(self, client: MongoHandle) -> dict[str, int]:
+        c = client.counter
+        return {
+            "open": c.open,
+            "in_use": c.in_use,
+            "idle": max(0, c.open - c.in_use),
+            "max": self._settings.pool_max_size,
+        }
+
+    def _is_auth_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, pymongo.errors.OperationFailure) and exc.code == 18
+
+
+# -- Redis Cluster ----------------------------------------------------------------------------
+
+
+class RedisPool(ManagedPool[RedisCluster]):
+    """A cluster-aware client: it follows MOVED/ASK and reaches every master over TLS."""
+
+    name = "redis"
+    errors = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError)
+
+    async def _build(self, secret: VaultSecret) -> RedisCluster:
+        tls = tls_enabled(secret)
+        host, port = self._settings.endpoint(self.name, tls=tls)
+        s = self._settings
+        cluster = RedisCluster(
+            host=host,
+            port=port,
+            username=secret.data.get("user") or None,
+            password=secret.data["password"],
+            ssl=tls,
+            ssl_ca_data=self._trust.ca_pem if tls else None,
+            ssl_check_hostname=tls,
+            ssl_min_version=ssl.TLSVersion.TLSv1_2 if tls else None,
+            socket_timeout=s.operation_timeout,
+            socket_connect_timeout=s.connect_timeout,
+            max_connections=s.pool_max_size,
+            require_full_coverage=True,
+            decode_responses=True,
+        )
+        try:
+            await cluster.initialize()
+        except BaseException:
+            await cluster.aclose()
+            raise
+        return cluster
+
+    async def warm_up(self) -> None:
+        async with self.operation("warm-up") as cluster:
+            await cluster.ping(target_nodes=RedisCluster.PRIMARIES)
+
+    async def _close_client(self, client: RedisCluster) -> None:
+        await client.aclose()
+
+    def _stats(self, client: RedisCluster) -> dict[str, int]:
+        open_, idle = 0, 0
+        for node in client.get_nodes():
+            open_ += len(getattr(node, "_connections", ()))
+            idle += len(getattr(node, "_free", ()))
+        nodes = len(client.get_nodes())
+        return {"open": open_, "idle": idle, "in_use": open_ - idle, "nodes": nodes}
+
+    def _is_auth_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, redis.exceptions.AuthenticationError)
+
+
+# -- RabbitMQ ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RabbitHandle:
+    connection: aio_pika.abc.AbstractRobustConnection
+    channels: aio_pika.pool.Pool[aio_pika.abc.AbstractChannel]
+
+
+class RabbitPool(ManagedPool[RabbitHandle]):
+    """A robust connection (it reconnects by itself) and a pool of confirming channels:
+    publisher confirms on, and `mandatory` publishes that nobody can receive raise."""
+
+    name = "rabbitmq"
+    errors = (
+        aio_pika.exceptions.AMQPException,
+        aiormq.exceptions.AMQPError,
+        aio_pika.pool.PoolInvalidStateError,
+        OSError,
+    )
+
+    async def _build(self, secret: VaultSecret) -> RabbitHandle:
+        tls = tls_enabled(secret)
+        host, port = self._settings.endpoint(self.name, tls=tls)
+        connection = await aio_pika.connect_robust(
+            host=host,
+            port=port,
+            login=secret.data["user"],
+            password=secret.data["password"],
+            virtualhost=secret.data.get("vhost", "/"),
+            ssl=tls,
+            ssl_context=self._trust.ssl_context() if tls else None,
+            timeout=self._settings.connect_timeout,
+            client_properties={"connection_name": "devstack_client"},
+        )
+
+        async def new_channel() -> aio_pika.abc.AbstractChannel:
+            return await connection.channel(publisher_confirms=True, on_return_raises=True)
+
+        channels: aio_pika.pool.Pool[aio_pika.abc.AbstractChannel] = aio_pika.pool.Pool(
+            new_channel, max_size=self._settings.channel_pool_size
+        )
+        return RabbitHandle(connection, channels)
+
+    async def warm_up(self) -> None:
+        async with self.channel("warm-up"):
+            pass
+
+    async def _close_client(self, client: RabbitHandle) -> None:
+        await client.channels.close()
+        await client.connection.close()
+
+    def _stats(self, client: RabbitHandle) -> dict[str, int]:
+        return {
+            "connections": 0 if client.connection.is_closed else 1,
+            "channels_max": self._settings.channel_pool_size,
+        }
+
+    def _is_auth_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, aiormq.exceptions.ProbableAuthenticationError) or (
+            "ACCESS_REFUSED" in str(exc)
+        )
+
+    @contextlib.asynccontextmanager
+    async def channel(self, what: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+        """A channel from the pool; one closed by a broker error is reopened before reuse."""
+        async with self.operation(what) as handle, handle.channels.acquire() as channel:
+            if channel.is_closed:
+                await channel.reopen()
+            yield channel

@@ -1,0 +1,170 @@
+"""Every use case against the real servers, through one client made the way an app makes it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from redis.crc import key_slot
+
+from devstack_client import (
+    BACKENDS,
+    Backend,
+    DevStackClient,
+    InvalidInput,
+    ItemCreate,
+    MessageUnroutable,
+    NotFound,
+)
+from tests.integration.conftest import StackUnderTest
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_query_and_item_crud(client: DevStackClient, backend: Backend) -> None:
+    repo = client.items(backend)
+    result = await repo.query()
+    assert result.database == backend and result.server_version
+    assert abs(result.server_time - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
+    first = await repo.create(ItemCreate(name="first", quantity=3))
+    second = await repo.create(ItemCreate(name="second"))
+    assert (await repo.get(first.id)) == first
+    newest = (await repo.list(limit=2)).items
+    assert [i.id for i in newest] == [second.id, first.id], "newest first"
+    await repo.delete(first.id)
+    with pytest.raises(NotFound):
+        await repo.get(first.id)
+    with pytest.raises(NotFound):
+        await repo.delete(first.id)
+    with pytest.raises(NotFound):
+        await repo.get("not-an-id-that-could-exist")
+    await repo.delete(second.id)
+
+
+async def test_every_database_session_is_tls(client: DevStackClient) -> None:
+    assert await client.postgres.fetchval(
+        "tls", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+    )
+    (row,) = await client.mysql.fetch("tls", "SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+    assert row[1]
+    async with client.mongodb.operation("tls") as handle:
+        assert handle.client.options.pool_options._ssl_context is not None
+
+
+def keys_on_each_master(prefix: str, ranges: list[tuple[int, int]]) -> list[str]:
+    found: dict[int, str] = {}
+    i = 0
+    while len(found) < len(ranges):
+        key = f"k{i}"
+        slot = key_slot((prefix + key).encode())
+        owner = next(n for n, (start, end) in enumerate(ranges) if start <= slot <= end)
+        found.setdefault(owner, key)
+        i += 1
+    return [found[n] for n in range(len(ranges))]
+
+
+async def test_cache_keys_on_every_master(client: DevStackClient, stack: StackUnderTest) -> None:
+    slots = await client.cluster.slots()
+    ranges = [(r.start, r.end) for r in slots.ranges]
+    keys = keys_on_each_master(client.cache.prefix, ranges)
+    owners = set()
+    for key in keys:
+        entry, created = await client.cache.put(key, f"value of {key}", ttl_seconds=60)
+        assert created and entry.ttl_seconds == 60
+        _, created_again = await client.cache.put(key, f"value of {key}", ttl_seconds=60)
+        assert not created_again
+        got = await client.cache.get(key)
+        assert got.value == f"value of {key}" and 0 < (got.ttl_seconds or 0) <= 60
+        owners.add(await client.cache.node_for(key))
+        await client.cache.delete(key)
+        with pytest.raises(NotFound):
+            await client.cache.get(key)
+    tls_ports = {stack.port("redis", "tls", i) for i in range(3)}
+    assert owners == {f"127.0.0.1:{port}" for port in tls_ports}, "one key on each master"
+    entry, _ = await client.cache.put("forever", "v")
+    assert (await client.cache.get("forever")).ttl_seconds is None
+    await client.cache.delete("forever")
+    with pytest.raises(InvalidInput):
+        await client.cache.get("bad key")
+
+
+async def test_cluster_description(client: DevStackClient, stack: StackUnderTest) -> None:
+    tls_addresses = sorted(f"127.0.0.1:{stack.port('redis', 'tls', i)}" for i in range(3))
+    nodes = await client.cluster.nodes()
+    assert [n.address for n in nodes] == tls_addresses, "the cluster announces its TLS ports"
+    assert all(n.role == "master" and n.connected and n.master_id is None for n in nodes)
+    slots = await client.cluster.slots()
+    assert slots.coverage.all_covered and slots.coverage.slots_assigned == 16384
+    assert [r.start for r in slots.ranges] == [0, 5461, 10923]
+    assert sorted(r.master for r in slots.ranges) == tls_addresses
+    info = await client.cluster.info()
+    assert info.cluster_state == "ok" and info.cluster_size == 3 and info.cluster_known_nodes == 3
+    for address in tls_addresses:
+        node = await client.cluster.node_info(address)
+        assert node.node == address and node.role == "master"
+        assert node.redis_version.startswith("7.") and node.uptime_seconds >= 0
+    with pytest.raises(NotFound):
+        await client.cluster.node_info("10.0.0.1:6379")
+
+
+async def test_publish_consume_inspect(client: DevStackClient) -> None:
+    queue = "devstack.client.test"
+    try:
+        published = await client.queues.publish(queue, {"order": 1})
+        await client.queues.publish(queue, {"order": 2})
+        info = await client.queues.inspect(queue)
+        assert (info.queue, info.message_count) == (queue, 2)
+        taken = await client.queues.consume(queue, max_messages=10)
+        assert [m.payload for m in taken.messages] == [{"order": 1}, {"order": 2}]
+        assert taken.messages[0].message_id == published.message_id and taken.rejected == 0
+        assert (await client.queues.consume(queue)).messages == []
+    finally:
+        await client.queues.delete(queue)
+
+
+async def test_unroutable_and_missing_queues(client: DevStackClient) -> None:
+    with pytest.raises(MessageUnroutable):
+        await client.queues.publish("devstack.client.nobody", {"x": 1}, declare=False)
+    with pytest.raises(NotFound):
+        await client.queues.inspect("devstack.client.nobody")
+    with pytest.raises(NotFound):
+        await client.queues.consume("devstack.client.nobody")
+    # The broker closed the channel on that 404: the pool reopens it, nothing is poisoned.
+    for _ in range(10):
+        with pytest.raises(NotFound):
+            await client.queues.inspect("devstack.client.nobody")
+    await client.queues.publish("devstack.client.after", {"ok": True})
+    await client.queues.delete("devstack.client.after")
+
+
+async def test_secrets_are_masked(client: DevStackClient) -> None:
+    view = await client.vault_secrets.read("postgres")
+    assert view.path == "secret/postgres" and view.version >= 1
+    assert view.data["password"] == "********" and view.masked_keys == ["password"]
+    assert view.data["user"] == "devstack" and view.data["tls_enabled"] == "true"
+    value = await client.vault_secrets.read_key("redis", "password")
+    assert value.masked and value.value == "********"
+    for hidden in ("admin/postgres", "vault", "pgbouncer"):
+        with pytest.raises(NotFound):
+            await client.vault_secrets.read(hidden)
+
+
+async def test_health_and_metrics(client: DevStackClient) -> None:
+    report = await client.health()
+    assert report.status == "healthy", report
+    assert set(report.checks) == {"vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq"}
+    assert all(c.error is None for c in report.checks.values())
+    text = client.metrics.render()[0].decode()
+    assert 'devstack_vault_logins_total{result="success"} 1.0' in text
+    assert 'devstack_dependency_health{dependency="redis"} 1.0' in text
+    assert 'devstack_pool_connections{pool="postgres",state="open"}' in text
+    token_ttl = client.metrics.registry.get_sample_value("devstack_vault_token_ttl_seconds")
+    assert token_ttl is not None and token_ttl > 3000
+
+
+async def test_health_makes_no_vault_call(client: DevStackClient) -> None:
+    before = client.vault.requests
+    for _ in range(20):
+        await client.health()
+        await client.cache.put("no-vault", "x", ttl_seconds=5)
+        await client.items("postgres").query()
+    assert client.vault.requests == before

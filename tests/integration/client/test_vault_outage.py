@@ -1,0 +1,80 @@
+"""Vault stopped: databases, cache and queue keep working on cached credentials, health says
+Vault is down and the credentials are stale; when Vault is back, renewal resumes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from devstack_client import DevStackClient
+from tests.integration.client.conftest import AppRole, approle_settings
+from tests.integration.conftest import StackUnderTest
+
+
+async def wait_for(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+async def use_everything(client: DevStackClient) -> None:
+    for backend in ("postgres", "mysql", "mongodb"):
+        await client.items(backend).query()  # type: ignore[arg-type]
+    await client.cache.put("vault-outage", "still here", ttl_seconds=30)
+    assert (await client.cache.get("vault-outage")).value == "still here"
+    await client.queues.publish("devstack.client.outage", {"during": "outage"})
+    assert (await client.queues.consume("devstack.client.outage")).messages
+
+
+@pytest.mark.parametrize("short_ttl_approle", [("8s", "10m")], indirect=True)
+async def test_vault_outage(stack: StackUnderTest, short_ttl_approle: AppRole) -> None:
+    settings = approle_settings(stack, short_ttl_approle, secret_ttl=4.0, backoff_max=2.0)
+    async with DevStackClient(settings) as client:
+        await use_everything(client)
+        assert (await client.health()).status == "healthy"
+        stopped = await asyncio.to_thread(stack.cli, "stop", "vault")
+        assert stopped.returncode == 0, stopped.stderr
+        try:
+
+            async def vault_reported_down() -> bool:
+                vault = (await client.health()).checks["vault"]
+                return vault.status != "healthy" and vault.details["cached_secrets"] == "stale"
+
+            await wait_for(vault_reported_down, 15, "health to report Vault down")
+            report = await client.health()
+            vault = report.checks["vault"]
+            assert vault.status == "degraded" and vault.error == "unavailable"
+            assert vault.details["reachable"] is False
+            assert set(vault.details["stale_secrets"]) == {
+                "postgres",
+                "mysql",
+                "mongodb",
+                "redis",
+                "rabbitmq",
+            }
+            assert report.status == "degraded"
+            assert all(report.checks[d].status == "healthy" for d in client.dependencies)
+            await use_everything(client)  # cached credentials, pools unaffected
+            renewals_before = client.vault.renewals + client.vault.logins
+        finally:
+            started = await asyncio.to_thread(stack.cli, "start", "vault")
+            assert started.returncode == 0, started.stderr
+
+        async def vault_back() -> bool:
+            vault = (await client.health()).checks["vault"]
+            return vault.status == "healthy"
+
+        await wait_for(vault_back, 20, "health to report Vault back")
+
+        async def renewed() -> bool:
+            return client.vault.renewals + client.vault.logins > renewals_before
+
+        await wait_for(renewed, 15, "the token to be renewed again")
+        assert client.secrets.stale_paths() == []
+        await use_everything(client)
+        await client.queues.delete("devstack.client.outage")

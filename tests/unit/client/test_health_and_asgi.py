@@ -1,0 +1,194 @@
+"""Health aggregation and timeouts; the ASGI request-id and metrics middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+import structlog
+
+from devstack_client import (
+    CheckOutcome,
+    DependencyUnavailable,
+    HealthChecker,
+    Metrics,
+    MetricsMiddleware,
+    RequestIdMiddleware,
+    aggregate,
+    current_request_id,
+)
+
+
+def test_aggregate() -> None:
+    """The worst status wins, as the contract's HealthReport says."""
+    assert aggregate(["healthy", "healthy"]) == "healthy"
+    assert aggregate(["healthy", "degraded"]) == "degraded"
+    assert aggregate(["degraded", "unhealthy", "healthy"]) == "unhealthy"
+
+
+async def test_probes_run_concurrently_each_within_its_timeout() -> None:
+    async def slow() -> CheckOutcome:
+        await asyncio.sleep(0.2)
+        return CheckOutcome()
+
+    async def hung() -> CheckOutcome:
+        await asyncio.sleep(10)
+        return CheckOutcome()
+
+    async def down() -> CheckOutcome:
+        raise DependencyUnavailable("mysql", "connection refused")
+
+    metrics = Metrics()
+    checker = HealthChecker(
+        {"a": slow, "b": slow, "c": slow, "hung": hung, "down": down}, timeout=0.3, metrics=metrics
+    )
+    started = time.perf_counter()
+    report = await checker.check()
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.45, "concurrent: the slowest probe (bounded by the timeout) sets the pace"
+    assert report.status == "unhealthy" and report.http_status == 503
+    assert report.checks["a"].status == "healthy" and report.checks["a"].latency_ms >= 200
+    assert report.checks["a"].error is None
+    assert report.checks["hung"].reason == "timed out after 0.3s"
+    assert report.checks["hung"].error == "timeout"
+    assert report.checks["down"].reason == "mysql: connection refused"
+    assert report.checks["down"].error == "unavailable"
+    body = report.model_dump(mode="json")
+    assert set(body) == {"status", "checks"}, "serialised exactly as the contract's HealthReport"
+    assert set(body["checks"]["down"]) == {"status", "latency_ms", "error"}
+    assert metrics.registry.get_sample_value(
+        "devstack_dependency_health", {"dependency": "down"}
+    ) == pytest.approx(0.0)
+
+
+async def test_a_reason_never_carries_a_secret() -> None:
+    from devstack_client.redaction import redactor
+
+    redactor.add("Pw-known-to-the-library")
+
+    async def leaky() -> CheckOutcome:
+        return CheckOutcome("unhealthy", "failed for Pw-known-to-the-library")
+
+    report = await HealthChecker({"x": leaky}, timeout=1).check()
+    assert "Pw-known" not in (report.checks["x"].reason or "")
+
+
+# -- ASGI ---------------------------------------------------------------------------------
+
+
+class Route:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+def make_app(route: str | None, seen: dict[str, Any]) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if route is not None:
+            scope["route"] = Route(route)  # what a router does once it matched
+        seen["request_id"] = current_request_id()
+        seen["bound"] = structlog.contextvars.get_contextvars().get("request_id")
+        await send({"type": "http.response.start", "status": 200 if route else 404, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+async def call(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "headers": headers}
+    await app(scope, receive, send)
+    return dict(sent[0]["headers"])
+
+
+async def test_a_sane_request_id_is_kept_bound_and_returned() -> None:
+    seen: dict[str, Any] = {}
+    app = RequestIdMiddleware(make_app("/items/{item_id}", seen))
+    headers = await call(app, "/items/1", [(b"x-request-id", b"abc-123")])
+    assert headers[b"x-request-id"] == b"abc-123"
+    assert seen == {"request_id": "abc-123", "bound": "abc-123"}
+    assert current_request_id() is None, "unbound after the request"
+
+
+@pytest.mark.parametrize(
+    "bad", [b"", b"a b", b"x" * 129, b"<script>", "é".encode(), b"abc\n", b"a;b"]
+)
+async def test_an_insane_request_id_is_replaced_by_a_uuid4(bad: bytes) -> None:
+    seen: dict[str, Any] = {}
+    app = RequestIdMiddleware(make_app("/", seen))
+    headers = await call(app, "/", [(b"x-request-id", bad)])
+    generated = headers[b"x-request-id"].decode()
+    assert uuid.UUID(generated).version == 4 and generated == generated.lower()
+    assert seen["request_id"] == generated
+
+
+async def test_request_ids_with_base64_characters_are_sane() -> None:
+    seen: dict[str, Any] = {}
+    app = RequestIdMiddleware(make_app("/", seen))
+    headers = await call(app, "/", [(b"X-Request-ID", b"a+b/c==:1.2_3-4")])
+    assert headers[b"x-request-id"] == b"a+b/c==:1.2_3-4"
+
+
+async def test_metrics_are_labelled_by_route_template_never_raw_path() -> None:
+    metrics = Metrics()
+    seen: dict[str, Any] = {}
+    app = MetricsMiddleware(make_app("/items/{item_id}", seen), metrics)
+    for item in ("1", "2", "3"):
+        await call(app, f"/items/{item}", [])
+    unmatched = MetricsMiddleware(make_app(None, seen), metrics)
+    await call(unmatched, "/no/such/path", [])
+    get = metrics.registry.get_sample_value
+    labels = {"method": "GET", "route": "/items/{item_id}", "status": "200"}
+    assert get("devstack_http_requests_total", labels) == 3
+    assert (
+        get(
+            "devstack_http_requests_total",
+            {"method": "GET", "route": "<unmatched>", "status": "404"},
+        )
+        == 1
+    )
+    assert (
+        get(
+            "devstack_http_request_duration_seconds_count",
+            {"method": "GET", "route": "/items/{item_id}"},
+        )
+        == 3
+    )
+    assert (
+        get("devstack_http_requests_in_flight", {"method": "GET", "route": "/items/{item_id}"}) == 0
+    )
+    text = metrics.render()[0].decode()
+    assert "/items/1" not in text
+
+
+async def test_in_flight_counts_a_request_while_it_is_served() -> None:
+    metrics = Metrics()
+    release = asyncio.Event()
+    observed: list[float | None] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope["route"] = Route("/slow")
+        await receive()
+        observed.append(
+            metrics.registry.get_sample_value(
+                "devstack_http_requests_in_flight", {"method": "GET", "route": "/slow"}
+            )
+        )
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    task = asyncio.create_task(call(MetricsMiddleware(app, metrics), "/slow", []))
+    await asyncio.sleep(0.05)
+    release.set()
+    await task
+    assert observed == [1.0]

@@ -1,0 +1,217 @@
+"""The Vault client against an in-process fake Vault (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from devstack_client import ClientSettings, ConfigurationError, DependencyUnavailable, VaultClient
+from devstack_client.errors import VaultError
+from devstack_client.metrics import Metrics
+
+
+@dataclass
+class FakeVault:
+    """Just enough of Vault: AppRole login, renew, lookup, revoke, KV v2 read."""
+
+    ttl: float = 3600
+    max_ttl: float = 86400
+    down: bool = False
+    tokens: dict[str, dict[str, float]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    issued: int = 0
+    policies: list[str] = field(default_factory=lambda: ["code_first"])
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/v1/")
+        self.calls.append(path)
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        now = time.monotonic()
+        token = request.headers.get("x-vault-token")
+        live = token is not None and token in self.tokens and self.tokens[token]["exp"] > now
+        if path == "auth/approle/login":
+            body = json.loads(request.content)
+            if body != {"role_id": "role", "secret_id": "secret"}:
+                return httpx.Response(400, json={"errors": ["invalid role or secret ID"]})
+            self.issued += 1
+            new = f"s.token{self.issued:020d}"
+            self.tokens[new] = {"exp": now + self.ttl, "max": now + self.max_ttl}
+            auth = {"client_token": new, "lease_duration": self.ttl, "renewable": True}
+            return httpx.Response(200, json={"auth": auth})
+        if not live:
+            return httpx.Response(403, json={"errors": ["permission denied"]})
+        assert token is not None
+        if path == "auth/token/renew-self":
+            entry = self.tokens[token]
+            granted = min(self.ttl, entry["max"] - now)
+            entry["exp"] = now + granted
+            auth = {"client_token": token, "lease_duration": granted, "renewable": True}
+            return httpx.Response(200, json={"auth": auth})
+        if path == "auth/token/lookup-self":
+            data = {"ttl": self.tokens[token]["exp"] - now, "renewable": True}
+            return httpx.Response(200, json={"data": {**data, "policies": self.policies}})
+        if path == "auth/token/revoke-self":
+            del self.tokens[token]
+            return httpx.Response(204)
+        if path == "secret/data/postgres":
+            data = {
+                "data": {"user": "devstack", "password": "pw-123456"},
+                "metadata": {"version": 4},
+            }
+            return httpx.Response(200, json={"data": data})
+        if path == "secret/data/admin/postgres":
+            return httpx.Response(403, json={"errors": ["permission denied"]})
+        return httpx.Response(404, json={"errors": []})
+
+
+def settings(**extra: Any) -> ClientSettings:
+    base: dict[str, Any] = {"vault_role_id": "role", "vault_secret_id": "secret"}
+    base.update(extra)
+    return ClientSettings(**base)
+
+
+def client_for(fake: FakeVault, **extra: Any) -> VaultClient:
+    return VaultClient(settings(**extra), transport=httpx.MockTransport(fake.handler))
+
+
+async def test_login_and_read_a_secret() -> None:
+    fake = FakeVault()
+    async with client_for(fake) as vault:
+        secret = await vault.kv_read("postgres")
+        assert secret is not None and secret.version == 4
+        assert secret.data["password"] == "pw-123456"
+        assert await vault.kv_read("nothing") is None
+        assert vault.logins == 1
+    assert fake.calls[-1] == "auth/token/revoke-self", "the token dies with the client"
+
+
+async def test_a_refused_token_is_replaced_once_for_many_concurrent_callers() -> None:
+    fake = FakeVault()
+    async with client_for(fake) as vault:
+        fake.tokens.clear()  # every token Vault knew is gone (expired, revoked)
+        results = await asyncio.gather(*(vault.kv_read("postgres") for _ in range(10)))
+        assert all(r is not None for r in results)
+        assert fake.issued == 2, "one login for all ten callers"
+
+
+async def test_a_genuine_permission_denied_does_not_log_in_again() -> None:
+    fake = FakeVault()
+    async with client_for(fake) as vault:
+        with pytest.raises(VaultError) as caught:
+            await vault.kv_read("admin/postgres")
+        assert caught.value.status == 403
+        assert fake.issued == 1
+
+
+async def test_wrong_approle_credentials_are_a_configuration_error() -> None:
+    fake = FakeVault()
+    vault = client_for(fake, vault_secret_id="wrong")
+    with pytest.raises(ConfigurationError, match="refused"):
+        await vault.start()
+    await vault.aclose()
+
+
+async def test_start_retries_while_vault_is_unreachable() -> None:
+    fake = FakeVault(down=True)
+    vault = client_for(fake, backoff_initial=0.05, backoff_max=0.1, vault_start_timeout=5)
+
+    async def come_back() -> None:
+        await asyncio.sleep(0.3)
+        fake.down = False
+
+    restore = asyncio.create_task(come_back())
+    try:
+        await vault.start()
+        assert vault.logins == 1
+        assert fake.calls.count("auth/approle/login") >= 3
+    finally:
+        await restore
+        await vault.aclose()
+
+
+async def test_start_gives_up_after_the_start_timeout() -> None:
+    fake = FakeVault(down=True)
+    vault = client_for(fake, backoff_initial=0.05, backoff_max=0.1, vault_start_timeout=0.3)
+    with pytest.raises(DependencyUnavailable):
+        await vault.start()
+    await vault.aclose()
+
+
+async def test_short_ttl_token_is_renewed_then_replaced_and_never_fails_a_call() -> None:
+    """TTL 0.3 s, max TTL 1 s, for 2.5 s: renewals, re-logins, and every read succeeds."""
+    fake = FakeVault(ttl=0.3, max_ttl=1.0)
+    metrics = Metrics()
+    vault = VaultClient(
+        settings(backoff_initial=0.05), transport=httpx.MockTransport(fake.handler), metrics=metrics
+    )
+    await vault.start()
+    try:
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            assert await vault.kv_read("postgres") is not None
+            await asyncio.sleep(0.02)
+        assert vault.renewals >= 3
+        assert vault.logins >= 3
+        refused = fake.calls.count("auth/token/lookup-self")
+        assert refused == 0, "the schedule replaced tokens before any call was refused"
+        assert metrics.registry.get_sample_value(
+            "devstack_vault_renewals_total", {"result": "success"}
+        ) == pytest.approx(vault.renewals)
+        ttl = metrics.registry.get_sample_value("devstack_vault_token_ttl_seconds")
+        assert ttl is not None and 0 < ttl <= 0.3
+    finally:
+        await vault.aclose()
+
+
+async def test_renewal_resumes_after_an_outage() -> None:
+    fake = FakeVault(ttl=0.4, max_ttl=100)
+    vault = client_for(fake, backoff_initial=0.05, backoff_max=0.1)
+    await vault.start()
+    try:
+        fake.down = True
+        await asyncio.sleep(0.6)  # the token expires while Vault is away
+        assert not vault.status().reachable
+        assert vault.status().down_for is not None
+        fake.down = False
+        await asyncio.sleep(0.4)
+        status = vault.status()
+        assert status.reachable and status.authenticated
+        assert vault.logins >= 2, "the expired token was replaced by a new login"
+        assert await vault.kv_read("postgres") is not None
+    finally:
+        await vault.aclose()
+
+
+async def test_an_explicit_root_token_is_refused() -> None:
+    fake = FakeVault(policies=["root"])
+    fake.tokens["s.rootrootrootrootrootroot"] = {"exp": time.monotonic() + 100, "max": 1e12}
+    vault = VaultClient(
+        ClientSettings(vault_token="s.rootrootrootrootrootroot"),
+        transport=httpx.MockTransport(fake.handler),
+    )
+    with pytest.raises(ConfigurationError, match="root token"):
+        await vault.start()
+    await vault.aclose()
+
+
+async def test_an_explicit_token_is_used_with_a_warning() -> None:
+    fake = FakeVault()
+    fake.tokens["s.staticstaticstaticstati"] = {"exp": time.monotonic() + 100, "max": 1e12}
+    vault = VaultClient(
+        ClientSettings(vault_token="s.staticstaticstaticstati"),
+        transport=httpx.MockTransport(fake.handler),
+    )
+    with capture_logs() as logs:
+        async with vault:
+            assert await vault.kv_read("postgres") is not None
+            assert vault.logins == 0
+    assert any(e["log_level"] == "warning" and "explicitly" in e["event"] for e in logs)
+    assert "auth/token/revoke-self" not in fake.calls, "a token we were given is not ours to revoke"
