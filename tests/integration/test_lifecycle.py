@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from tests.integration.conftest import TEST_PORT_OFFSET, StackUnderTest, new_state_dir
+from tests.conftest import TEST_PORT_OFFSET, StackUnderTest, new_state_dir
 
 MINIMAL = {"vault", "postgres", "pgbouncer", "redis"}
 

@@ -22,7 +22,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from tests.integration.conftest import StackUnderTest
+from tests.conftest import StackUnderTest
 
 SERVERS = ["vault", "postgres", "pgbouncer", "redis", "mysql", "mongodb", "rabbitmq"]
 

@@ -10,7 +10,7 @@ import pytest
 from devstack_cli.bootstrap import render_policy
 from devstack_cli.stack import stack as service_table
 from devstack_cli.vault import Vault, VaultError
-from tests.integration.conftest import StackUnderTest
+from tests.conftest import StackUnderTest
 
 TABLE = service_table()
 ROLES = sorted(TABLE.services)  # every server and every API has an AppRole

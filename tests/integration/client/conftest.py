@@ -23,7 +23,7 @@ import structlog
 
 from devstack_cli.vault import Vault
 from devstack_client import ClientSettings, DevStackClient, configure_logging
-from tests.integration.conftest import StackUnderTest
+from tests.conftest import StackUnderTest
 
 
 @dataclass

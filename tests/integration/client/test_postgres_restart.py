@@ -9,8 +9,8 @@ import time
 import asyncpg
 
 from devstack_client import DependencyError, DevStackClient
+from tests.conftest import StackUnderTest
 from tests.integration.client.conftest import client_settings
-from tests.integration.conftest import StackUnderTest
 
 
 async def server_accepts(stack: StackUnderTest) -> bool:

@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 from devstack_client import DevStackClient
+from tests.conftest import StackUnderTest
 from tests.integration.client.conftest import _capture, client_settings, root_vault
-from tests.integration.conftest import StackUnderTest
 
 
 async def alter_password(stack: StackUnderTest, user: str, password: str) -> None:

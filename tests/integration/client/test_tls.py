@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from devstack_client import DependencyUnavailable, DevStackClient, ssl_context
+from tests.conftest import StackUnderTest
 from tests.integration.client.conftest import client_settings
-from tests.integration.conftest import StackUnderTest
 
 
 def foreign_ca(folder: Path) -> Path:

@@ -7,8 +7,8 @@ import asyncio
 import time
 
 from devstack_client import DevStackClient
+from tests.conftest import StackUnderTest
 from tests.integration.client.conftest import AppRole, approle_settings
-from tests.integration.conftest import StackUnderTest
 
 RUN_FOR = 36.0  # seconds: three times the max TTL
 

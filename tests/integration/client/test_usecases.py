@@ -16,7 +16,7 @@ from devstack_client import (
     MessageUnroutable,
     NotFound,
 )
-from tests.integration.conftest import StackUnderTest
+from tests.conftest import StackUnderTest
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

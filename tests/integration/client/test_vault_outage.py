@@ -9,8 +9,8 @@ import time
 import pytest
 
 from devstack_client import DevStackClient
+from tests.conftest import StackUnderTest
 from tests.integration.client.conftest import AppRole, approle_settings
-from tests.integration.conftest import StackUnderTest
 
 
 async def wait_for(condition: object, timeout: float, what: str) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from tests.conftest import StackUnderTest
 from tests.integration.client.conftest import LogCapture, root_vault
-from tests.integration.conftest import StackUnderTest
 
 TOKEN = re.compile(r"\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9_\-]{20,}")
 

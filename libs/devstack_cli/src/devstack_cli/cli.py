@@ -385,6 +385,17 @@ def test(
     from devstack_cli.settings import repo_root
 
     root = repo_root()
+    missing = tools.missing_test_tools()
+    if missing and tools.can_use_apt():
+        log = settings().state.logs / "setup.log"
+        out.print(f"installing with apt: {' '.join(str(m.apt) for m in missing)} (log: {log})")
+        tools.apt_install([str(m.apt) for m in missing], log)
+    elif missing:
+        lines = "\n  ".join(tools.install_commands(missing))
+        fail(
+            f"the tests need {', '.join(m.what for m in missing)}. Install with:\n  {lines}",
+            EXIT_ENVIRONMENT,
+        )
     bin_dir = os.path.dirname(sys.executable)
     steps = (
         [

@@ -66,6 +66,10 @@ TOOLS: dict[str, tuple[Tool, ...]] = {
 }
 
 
+# What `devstack test` needs beyond the stack: a browser to render the APIs' docs pages.
+TEST_TOOLS = (Tool("chromium", "chromium", "--cask chromium"),)
+
+
 def find(name: str, path_first: bool = True) -> str | None:
     if name == "bao":
         candidate = Path(sys.executable).parent / "bao"
@@ -78,7 +82,7 @@ def find(name: str, path_first: bool = True) -> str | None:
 
 def require(name: str) -> str:
     """The path of a program, or an error that says how to get it."""
-    for tools in TOOLS.values():
+    for tools in (*TOOLS.values(), TEST_TOOLS):
         for tool in tools:
             if tool.name == name:
                 found = find(name, tool.path_first)
@@ -98,6 +102,14 @@ class Missing:
     apt: str | None = None
     brew: str | None = None
     build: bool = False  # built from source by `up` (needs Go)
+
+
+def missing_test_tools() -> list[Missing]:
+    return [
+        Missing("tests", t.name, t.apt, t.brew)
+        for t in TEST_TOOLS
+        if find(t.name, t.path_first) is None
+    ]
 
 
 def missing_for(services: list[str]) -> list[Missing]:

@@ -1,4 +1,4 @@
-"""A stack of the tests' own, started through the project's own `devstack up`.
+"""The integration, contract and parity tests share one stack, started through `devstack up`.
 
 It runs in a fresh state folder and on ports moved by DEVSTACK_TEST_PORT_OFFSET (default 100),
 so it never touches a developer's stack. One stack serves the whole session; tests that stop or

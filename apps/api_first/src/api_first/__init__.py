@@ -1,0 +1,1 @@
+"""DevStack Core reference API, models generated from the contract."""

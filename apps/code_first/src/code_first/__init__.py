@@ -1,0 +1,1 @@
+"""DevStack Core reference API, routes written in code."""

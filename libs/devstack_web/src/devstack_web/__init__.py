@@ -1,0 +1,1 @@
+"""What both FastAPI reference apps share."""
