@@ -352,12 +352,8 @@ def doctor() -> None:
             mark = "[green]ok[/green]     " if found else "[red]missing[/red]"
             out.print(f"{mark} {service:<10} {tool.name:<20} {found or ''}")
     ferret = tools.ferretdb_binary()
-    mongod = shutil.which("mongod")
-    ok = mongod or ferret.exists()
-    out.print(
-        f"{'[green]ok[/green]     ' if ok else '[red]missing[/red]'} {'mongodb':<10} "
-        f"{'mongod' if mongod else 'ferretdb':<20} {mongod or (ferret if ok else '')}"
-    )
+    mark = "[green]ok[/green]     " if ferret.exists() else "[red]missing[/red]"
+    out.print(f"{mark} {'mongodb':<10} {'ferretdb':<20} {ferret if ferret.exists() else ''}")
     missing = tools.missing_for(services)
     if missing:
         out.print(

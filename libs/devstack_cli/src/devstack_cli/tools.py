@@ -118,8 +118,7 @@ def missing_for(services: list[str]) -> list[Missing]:
         for tool in TOOLS.get(service, ()):
             if find(tool.name, tool.path_first) is None:
                 result.append(Missing(service, tool.name, tool.apt, tool.brew))
-        no_mongod = service == "mongodb" and shutil.which("mongod") is None
-        if no_mongod and not ferretdb_binary().exists():
+        if service == "mongodb" and not ferretdb_binary().exists():
             result.append(Missing(service, f"ferretdb {FERRETDB_VERSION}", build=True))
     return result
 
