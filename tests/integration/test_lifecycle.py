@@ -142,7 +142,7 @@ def test_a_server_that_cannot_start_is_named_with_its_log() -> None:
         result = broken.cli("up", "--profile", "minimal")
         assert result.returncode == 1
         first_error = result.stderr.splitlines()[0]
-        assert first_error.startswith("error: postgres failed to start")
+        assert first_error.startswith("error: postgres failed to start"), result.stderr
         assert f"last lines of {broken.state_dir}/logs/postgres.log" in result.stderr
         assert "stopping the stack" in result.stderr
         assert broken.status()["running"] is False

@@ -25,13 +25,14 @@ from redis.crc import key_slot
 from tests.conftest import StackUnderTest
 
 SERVERS = ["vault", "postgres", "pgbouncer", "redis", "mysql", "mongodb", "rabbitmq"]
+APIS = ["code_first", "api_first"]  # the standard profile starts them after the servers
 
 
 def test_status_reports_every_service_healthy(stack: StackUnderTest) -> None:
     report = stack.status()
     assert report["running"] is True
     assert report["profile"] == "standard"
-    assert sorted(report["services"]) == sorted(SERVERS)
+    assert sorted(report["services"]) == sorted(SERVERS + APIS)
     for name, service in report["services"].items():
         assert service["state"] == "healthy", (name, service["reason"])
     assert report["services"]["postgres"]["ports"] == {

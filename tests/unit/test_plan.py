@@ -32,6 +32,8 @@ def test_standard_plan_orders_everything_after_the_vault_bootstrap(settings: Set
         "mongodb",
         "rabbitmq-epmd",
         "rabbitmq",
+        "code_first",
+        "api_first",
     } <= set(names)
     for process in plan.processes:
         if process.name not in ("vault", "vault-bootstrap", "rabbitmq-epmd", "redis-cluster"):
@@ -41,12 +43,26 @@ def test_standard_plan_orders_everything_after_the_vault_bootstrap(settings: Set
     cluster = plan.process("redis-cluster")
     assert cluster.one_shot and set(cluster.depends_on) == {"redis-1", "redis-2", "redis-3"}
     assert plan.process("postgres").stop_signal == "SIGINT"
+    for app in ("code_first", "api_first"):
+        # the APIs start once every data service is ready
+        assert plan.process(app).depends_on == {
+            "vault-bootstrap": "completed",
+            "postgres": "healthy",
+            "pgbouncer": "healthy",
+            "mysql": "healthy",
+            "mongodb": "healthy",
+            "redis-cluster": "completed",
+            "rabbitmq": "healthy",
+        }
+        assert plan.process(app).command[-2:] == ("_serve", app)
 
 
 def test_probes_and_ports_carry_the_offset(settings: Settings) -> None:
     plan = render_plan(settings, "standard")
     assert plan.process("vault").probe.http == "http://127.0.0.1:9200/v1/sys/health"  # type: ignore[union-attr]
     assert plan.process("redis-2").probe.tcp == (7380,)  # type: ignore[union-attr]
+    assert plan.process("code_first").probe.http == "http://127.0.0.1:9000/health"  # type: ignore[union-attr]
+    assert plan.process("api_first").probe.http == "http://127.0.0.1:9001/health"  # type: ignore[union-attr]
     assert service_ports(settings, stack().service("redis"))["tls-3"] == 7392
 
 

@@ -27,6 +27,8 @@ def test_profiles_name_the_documented_services() -> None:
         "mysql",
         "mongodb",
         "rabbitmq",
+        "code_first",
+        "api_first",
     ]
 
 

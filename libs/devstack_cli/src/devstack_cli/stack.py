@@ -89,10 +89,11 @@ class Stack(BaseModel):
         return self
 
     def in_profile(self, profile: str) -> list[Service]:
-        """The servers a profile starts, in the table's order (dependencies first)."""
+        """The services a profile starts (servers and APIs), in the table's order (dependencies
+        first)."""
         if profile not in self.profiles:
             raise UnknownProfileError(profile, sorted(self.profiles))
-        return [s for s in self.services.values() if s.kind == "server" and profile in s.profiles]
+        return [s for s in self.services.values() if profile in s.profiles]
 
     def servers(self) -> list[Service]:
         return [s for s in self.services.values() if s.kind == "server"]

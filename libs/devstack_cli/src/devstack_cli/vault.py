@@ -27,9 +27,11 @@ class VaultError(RuntimeError):
 
 
 class Vault:
-    def __init__(self, address: str, token: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, address: str, token: str | None = None, timeout: float = 60.0) -> None:
         self.address = address
         self.token = token
+        # Generous: `operator init` waits for raft to elect itself, which takes seconds on an
+        # idle machine and much longer on a loaded one. The callers are one-off commands.
         self._http = httpx.Client(base_url=address, timeout=timeout)
 
     @classmethod

@@ -50,6 +50,7 @@ from devstack_client.models import (
     SlotCoverage,
     SlotRange,
 )
+from devstack_client.ratelimit import RateLimitDecision, RateLimiter, RedisRateLimiter
 from devstack_client.redaction import MASK, Redactor, mask_secret_data, redactor
 from devstack_client.secretstore import SecretStore
 from devstack_client.settings import DEPENDENCIES, ClientSettings, Dependency
@@ -101,8 +102,11 @@ __all__ = [
     "QueryResult",
     "QueueInfo",
     "QueueService",
+    "RateLimitDecision",
+    "RateLimiter",
     "Redactor",
     "RedisNode",
+    "RedisRateLimiter",
     "RequestIdMiddleware",
     "SecretReader",
     "SecretStore",

@@ -243,11 +243,13 @@ class MySQLItems:
         self._schema = _SchemaOnce(self._create_schema)
 
     async def _create_schema(self) -> None:
+        # Microseconds: two inserts on loopback can land in the same millisecond, and ids are
+        # random, so a coarser clock would make "newest first" a coin toss.
         await self._pool.execute(
             "create table",
             "CREATE TABLE IF NOT EXISTS items (id CHAR(36) PRIMARY KEY, "
             "name VARCHAR(100) NOT NULL, quantity INT UNSIGNED NOT NULL DEFAULT 0, "
-            "created_at DATETIME(3) NOT NULL, KEY by_created (created_at, id)) "
+            "created_at DATETIME(6) NOT NULL, KEY by_created (created_at, id)) "
             "CHARACTER SET utf8mb4",
         )
 

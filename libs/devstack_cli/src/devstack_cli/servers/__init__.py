@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from devstack_cli.servers import mongodb, mysql, pgbouncer, postgres, rabbitmq, redis, vault
+from devstack_cli.servers import (
+    api,
+    mongodb,
+    mysql,
+    pgbouncer,
+    postgres,
+    rabbitmq,
+    redis,
+    vault,
+)
 
 MODULES: dict[str, ModuleType] = {
     "vault": vault,
@@ -14,4 +23,6 @@ MODULES: dict[str, ModuleType] = {
     "mysql": mysql,
     "mongodb": mongodb,
     "rabbitmq": rabbitmq,
+    "code_first": api,
+    "api_first": api,
 }

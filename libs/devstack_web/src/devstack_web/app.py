@@ -1,0 +1,189 @@
+"""`create_app`: a FastAPI application with everything both reference apps share.
+
+- Swagger UI at `/docs` and ReDoc at `/redoc`, their assets served by the app (fastapi-offline).
+- Lifespan: `configure_logging`, one `DevStackClient(ClientSettings())` on `app.state.stack`
+  (closed on shutdown), and a Redis-backed rate limiter when `rate_limit` is set.
+- Middleware, outermost first: request id, metrics by route template, CORS (when origins are
+  configured), the guard (rate limit on `/examples/**`, then body size 413, media type 415,
+  JSON syntax 400), a last-resort 500 problem.
+- Handlers: the library's exceptions and validation errors as problem documents (`handlers`).
+- The OpenAPI document: every operation takes the optional `X-Request-ID` header and declares it
+  on every response; problem responses are `application/problem+json`; FastAPI's own 422
+  ("HTTPValidationError") is dropped, so only the 422s a route declares remain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
+from pydantic.json_schema import SkipJsonSchema
+
+from devstack_client import (
+    ClientSettings,
+    DevStackClient,
+    Metrics,
+    MetricsMiddleware,
+    RedisRateLimiter,
+    RequestIdMiddleware,
+    configure_logging,
+)
+from devstack_web.handlers import install_handlers
+from devstack_web.middleware import CatchAllMiddleware, GuardMiddleware
+from devstack_web.problems import PROBLEM_MEDIA_TYPE
+from devstack_web.settings import WebSettings
+
+log = structlog.get_logger("devstack_web")
+
+CONTRACT_TITLE = "DevStack Core reference API"
+CONTRACT_VERSION = "1.0.0"
+REQUEST_ID_HEADER_SPEC: dict[str, Any] = {
+    "description": "The request's correlation id (the caller's when sane, else generated).",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:+/=-]{1,128}$"},
+}
+
+
+def get_stack(request: Request) -> DevStackClient:
+    """The application's one DevStackClient (created in the lifespan)."""
+    stack: DevStackClient = request.app.state.stack
+    return stack
+
+
+StackDep = Annotated[DevStackClient, Depends(get_stack)]
+
+
+async def request_id_header(
+    x_request_id: Annotated[
+        str | SkipJsonSchema[None],
+        Header(
+            alias="X-Request-ID",
+            description=(
+                "A correlation id, honoured when sane (1 to 128 characters of "
+                "A-Z a-z 0-9 . _ : + / = -), otherwise replaced by a generated one."
+            ),
+        ),
+    ] = None,
+) -> None:
+    """Declares the header on every operation; RequestIdMiddleware does the work."""
+
+
+ClientFactory = Callable[[Metrics], DevStackClient]
+
+
+def default_client(metrics: Metrics) -> DevStackClient:
+    """The client an app runs with: settings from DEVSTACK_* variables, the app's metrics."""
+    return DevStackClient(ClientSettings(), metrics=metrics)
+
+
+def create_app(
+    implementation: str,
+    routers: Sequence[APIRouter] = (),
+    *,
+    settings: WebSettings | None = None,
+    client_factory: ClientFactory = default_client,
+    title: str = CONTRACT_TITLE,
+    version: str = CONTRACT_VERSION,
+    **fastapi_kwargs: Any,
+) -> FastAPI:
+    """The app: `routers` included as they are, plus the shared machinery above.
+
+    `client_factory(metrics)` makes the DevStackClient at startup, sharing the app's Metrics
+    (`app.state.metrics`); tests give a fake one, or set `app.state.stack` themselves and skip
+    the lifespan."""
+    web = settings if settings is not None else WebSettings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(web.log_level)
+        client = client_factory(metrics)
+        await client.start()
+        app.state.stack = client
+        if web.rate_limit > 0:
+            app.state.rate_limiter = RedisRateLimiter(
+                client.redis, limit=web.rate_limit, window_seconds=web.rate_window_seconds
+            )
+        log.info("app started", implementation=implementation)
+        try:
+            yield
+        finally:
+            app.state.rate_limiter = None
+            await client.aclose()
+            log.info("app stopped", implementation=implementation)
+
+    app = FastAPIOffline(title=title, version=version, lifespan=lifespan, **fastapi_kwargs)
+    app.state.implementation = implementation
+    app.state.metrics = metrics
+    app.state.web_settings = web
+    app.state.rate_limiter = None
+    for router in routers:
+        app.include_router(router, dependencies=[Depends(request_id_header)])
+    install_handlers(app)
+
+    # add_middleware puts each one outside the previous: this reads innermost first.
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(GuardMiddleware, fastapi_app=app, body_limit=web.body_limit)
+    if web.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=web.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Content-Type", "X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID",
+                "Location",
+                "Retry-After",
+                "RateLimit",
+                "RateLimit-Policy",
+            ],
+            max_age=600,
+        )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = shape_openapi(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+# -- the OpenAPI document ----------------------------------------------------------------------
+
+
+def _operations(schema: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    for item in schema.get("paths", {}).values():
+        for method, operation in item.items():
+            if method in ("get", "put", "post", "delete", "patch", "head", "options"):
+                yield operation
+
+
+def shape_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    for operation in _operations(schema):
+        responses: dict[str, Any] = operation.get("responses", {})
+        fastapi_422 = responses.get("422", {}).get("content", {}).get("application/json", {})
+        if fastapi_422.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+            del responses["422"]
+        for status, response in responses.items():
+            content = response.get("content", {})
+            if status[:1] in ("4", "5") and "application/json" in content:
+                ref = content["application/json"].get("schema", {}).get("$ref", "")
+                if ref.endswith("/Problem"):
+                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+            response.setdefault("headers", {})
+            response["headers"] = {"X-Request-ID": REQUEST_ID_HEADER_SPEC, **response["headers"]}
+    components = schema.get("components", {}).get("schemas", {})
+    if "/HTTPValidationError'" not in str(schema.get("paths", {})):
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+    return schema

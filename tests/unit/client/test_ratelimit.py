@@ -1,0 +1,118 @@
+"""The Redis-counted rate limiter: fixed windows aligned to the epoch, one key per client."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from devstack_client import ConfigurationError, DependencyUnavailable, RedisRateLimiter
+from devstack_client.ratelimit import window_position
+
+
+class FakePipeline:
+    def __init__(self, store: dict[str, int], expiries: dict[str, int]) -> None:
+        self.store, self.expiries, self.ops = store, expiries, []  # type: ignore[var-annotated]
+
+    def incr(self, key: str) -> None:
+        self.ops.append(("incr", key))
+
+    def expire(self, key: str, seconds: int) -> None:
+        self.ops.append(("expire", key, seconds))
+
+    async def execute(self) -> list[Any]:
+        results: list[Any] = []
+        for op in self.ops:
+            if op[0] == "incr":
+                self.store[op[1]] = self.store.get(op[1], 0) + 1
+                results.append(self.store[op[1]])
+            else:
+                self.expiries[op[1]] = op[2]
+                results.append(True)
+        return results
+
+
+class FakeCluster:
+    def __init__(self) -> None:
+        self.store: dict[str, int] = {}
+        self.expiries: dict[str, int] = {}
+
+    def pipeline(self, transaction: bool = False) -> FakePipeline:
+        assert transaction is False
+        return FakePipeline(self.store, self.expiries)
+
+
+class FakePool:
+    """What RedisRateLimiter uses of RedisPool: `operation()`."""
+
+    def __init__(self, down: bool = False) -> None:
+        self.cluster = FakeCluster()
+        self.down = down
+
+    @contextlib.asynccontextmanager
+    async def operation(self, what: str) -> AsyncIterator[FakeCluster]:
+        if self.down:
+            raise DependencyUnavailable("redis", f"{what}: connection refused")
+        yield self.cluster
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limiter(pool: FakePool, clock: Clock, limit: int = 3) -> RedisRateLimiter:
+    return RedisRateLimiter(pool, limit=limit, window_seconds=60, clock=clock)  # type: ignore[arg-type]
+
+
+def test_window_position() -> None:
+    assert window_position(120.0, 60) == (2, 60)
+    assert window_position(150.2, 60) == (2, 30)  # 29.8 s left: rounded up
+    assert window_position(179.9, 60) == (2, 1)  # never 0
+
+
+async def test_counts_per_client_within_a_window() -> None:
+    pool, clock = FakePool(), Clock(1_000_020.0)
+    rl = limiter(pool, clock)
+    decisions = [await rl.hit("10.0.0.1") for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0]
+    assert {d.reset_seconds for d in decisions} == {60 - (1_000_020 % 60)}
+    assert (await rl.hit("10.0.0.2")).allowed  # another client, its own budget
+    key = f"devstack:ratelimit:10.0.0.1:{1_000_020 // 60}"
+    assert pool.cluster.store[key] == 4
+    assert pool.cluster.expiries[key] == 61  # outlives the window a little
+
+
+async def test_a_new_window_starts_afresh() -> None:
+    pool, clock = FakePool(), Clock(600.0)
+    rl = limiter(pool, clock, limit=1)
+    assert (await rl.hit("c")).allowed
+    assert not (await rl.hit("c")).allowed
+    clock.now = 660.0
+    assert (await rl.hit("c")).allowed
+
+
+async def test_two_limiters_on_one_redis_share_the_budget() -> None:
+    pool, clock = FakePool(), Clock(600.0)
+    a, b = limiter(pool, clock, limit=2), limiter(pool, clock, limit=2)
+    assert (await a.hit("c")).allowed and (await b.hit("c")).allowed
+    assert not (await a.hit("c")).allowed
+
+
+async def test_redis_down_raises_the_library_error() -> None:
+    rl = limiter(FakePool(down=True), Clock(0.0))
+    with pytest.raises(DependencyUnavailable):
+        await rl.hit("c")
+
+
+def test_bad_configuration() -> None:
+    with pytest.raises(ConfigurationError):
+        RedisRateLimiter(FakePool(), limit=0)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        RedisRateLimiter(FakePool(), limit=1, window_seconds=0)  # type: ignore[arg-type]
