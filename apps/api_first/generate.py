@@ -57,6 +57,9 @@ OPTIONS: tuple[str, ...] = (
     "--use-schema-description",
     "--strict-nullable",
     "--use-missing-sentinel",
+    # JSON Schema's integer (3 and 3.0, never "3" or true): see devstack_web.ContractModel.
+    "--base-class",
+    "devstack_web.ContractModel",
     "--type-overrides=" + json.dumps({"JsonValue": "pydantic.JsonValue"}),
     "--use-double-quotes",
     "--disable-timestamp",
@@ -138,9 +141,23 @@ def _parameter(spec: dict[str, Any], raw: dict[str, Any]) -> str:
         "minimum": schema.get("minimum"),
         "maximum": schema.get("maximum"),
         "default": schema.get("default"),
+        **_refused(schema.get("not")),
     }
     args = ", ".join(f"{k}={v!r}" for k, v in fields.items() if v is not None or k == "required")
     return f"Parameter({args})"
+
+
+def _refused(schema: dict[str, Any] | None) -> dict[str, Any]:
+    """A parameter schema's `not` (an enum, a pattern, or anyOf those): what it refuses."""
+    if not schema:
+        return {}
+    branches = schema.get("anyOf", [schema])
+    values = tuple(v for b in branches for v in b.get("enum", ()))
+    patterns = tuple(b["pattern"] for b in branches if "pattern" in b)
+    unsupported = any(set(b) - {"enum", "pattern", "type"} for b in branches)
+    if unsupported or not (values or patterns):
+        raise ValueError(f"unsupported `not` in a parameter schema: {schema}")
+    return {"not_enum": values or None, "not_patterns": patterns or None}
 
 
 def _response(spec: dict[str, Any], status: str, raw: dict[str, Any]) -> str:

@@ -197,6 +197,10 @@ class FakeCache:
         self.values[key] = (value, ttl_seconds)
         return CacheEntry(key=key, value=value, ttl_seconds=ttl_seconds), created
 
+    async def delete(self, key: str) -> None:
+        if self.values.pop(key, None) is None:
+            raise NotFound(f"cache key {key!r} does not exist")
+
 
 class FakeItems:
     def __init__(self) -> None:
@@ -402,3 +406,33 @@ async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
 
 def test_operations_table_types() -> None:
     assert all(isinstance(op, Operation) for op in OPERATIONS)
+
+
+@pytest.mark.parametrize("quantity", ["3", True, False, 1.5, None, "x"])
+async def test_a_quantity_must_be_a_json_integer(client: httpx.AsyncClient, quantity: Any) -> None:
+    response = await client.post(
+        "/examples/postgres/items", json={"name": "n", "quantity": quantity}
+    )
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["/quantity"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/examples/messaging/queues/amq.parity", "/examples/messaging/queues/amq.x/messages"]
+)
+async def test_the_contracts_not_rules_give_422_with_errors(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["location"] == "path"
+    assert response.json()["errors"][0]["field"] == "queue"
+
+
+async def test_a_204_has_no_body_and_no_content_type(
+    client: httpx.AsyncClient, stack: FakeStack
+) -> None:
+    await client.put("/examples/cache/gone", json={"value": "v"})
+    response = await client.delete("/examples/cache/gone")
+    assert response.status_code == 204
+    assert response.content == b"" and "content-type" not in response.headers

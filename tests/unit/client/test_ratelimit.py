@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -12,36 +11,18 @@ from devstack_client import ConfigurationError, DependencyUnavailable, RedisRate
 from devstack_client.ratelimit import window_position
 
 
-class FakePipeline:
-    def __init__(self, store: dict[str, int], expiries: dict[str, int]) -> None:
-        self.store, self.expiries, self.ops = store, expiries, []  # type: ignore[var-annotated]
-
-    def incr(self, key: str) -> None:
-        self.ops.append(("incr", key))
-
-    def expire(self, key: str, seconds: int) -> None:
-        self.ops.append(("expire", key, seconds))
-
-    async def execute(self) -> list[Any]:
-        results: list[Any] = []
-        for op in self.ops:
-            if op[0] == "incr":
-                self.store[op[1]] = self.store.get(op[1], 0) + 1
-                results.append(self.store[op[1]])
-            else:
-                self.expiries[op[1]] = op[2]
-                results.append(True)
-        return results
-
-
 class FakeCluster:
+    """Runs the limiter's script the way Redis would: INCR the key, then EXPIRE it."""
+
     def __init__(self) -> None:
         self.store: dict[str, int] = {}
         self.expiries: dict[str, int] = {}
 
-    def pipeline(self, transaction: bool = False) -> FakePipeline:
-        assert transaction is False
-        return FakePipeline(self.store, self.expiries)
+    async def eval(self, script: str, numkeys: int, key: str, seconds: int) -> int:
+        assert numkeys == 1 and "INCR" in script and "EXPIRE" in script
+        self.store[key] = self.store.get(key, 0) + 1
+        self.expiries[key] = seconds
+        return self.store[key]
 
 
 class FakePool:

@@ -29,6 +29,9 @@ class Parameter:
     minimum: int | None = None
     maximum: int | None = None
     default: int | str | None = None
+    # The schema's `not`: values and patterns it refuses (no lookaround in Go or Rust regexes).
+    not_enum: tuple[str, ...] = ()
+    not_patterns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

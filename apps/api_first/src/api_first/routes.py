@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query
-from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import AfterValidator, BaseModel
 
 from api_first.contract import Operation, Parameter
 from api_first.generated import models
@@ -56,6 +57,18 @@ def _marker(parameter: Parameter) -> Any:
     return Path(**kwargs) if parameter.location == "path" else Query(**kwargs)
 
 
+def _refusal(parameter: Parameter) -> Callable[[str], str]:
+    """A validator for the schema's `not`: the value must match none of its branches."""
+    patterns = [re.compile(p) for p in parameter.not_patterns]
+
+    def check(value: str) -> str:
+        if value in parameter.not_enum or any(p.search(value) for p in patterns):
+            raise ValueError(f"{parameter.name} may not be {value!r}")
+        return value
+
+    return check
+
+
 def _signature(operation: Operation, handler: Handler) -> inspect.Signature:
     """The handler's signature with each contract parameter annotated with its location and
     constraints, and the body marked as the JSON body."""
@@ -84,9 +97,11 @@ def _signature(operation: Operation, handler: Handler) -> inspect.Signature:
             default = inspect.Parameter.empty if spec.required else spec.default
             if default is None and not spec.required:
                 raise ContractMismatch(f"{operation.operation_id}: {name} has no default")
-            param = param.replace(
-                annotation=Annotated[param.annotation, _marker(spec)], default=default
-            )
+            markers: list[Any] = [_marker(spec)]
+            if spec.not_enum or spec.not_patterns:
+                markers.append(AfterValidator(_refusal(spec)))
+            annotation: Any = Annotated[(param.annotation, *markers)]
+            param = param.replace(annotation=annotation, default=default)
         elif name == BODY:
             if getattr(param.annotation, "__name__", None) != operation.request_body:
                 raise ContractMismatch(
@@ -149,7 +164,9 @@ def build_router(
     for op in operations:
         default = next(r for r in op.responses if r.status == op.default_status)
         options: dict[str, Any] = {}
-        if default.media_type is not None and default.media_type.startswith("text/"):
+        if default.media_type is None:  # 204: no body, so no Content-Type either
+            options["response_class"] = Response
+        elif default.media_type.startswith("text/"):
             options["response_class"] = PlainTextResponse
         router.add_api_route(
             op.path,

@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator
 from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypeAliasType
+
+from devstack_web import ContractModel
 
 MAX_QUANTITY = 2**31 - 1
 NODE_ID = r"^[0-9a-f]{40}$"
@@ -27,7 +29,7 @@ Count = Annotated[int, Field(ge=0)]
 RedisAddress = Annotated[str, Field(pattern=REDIS_ADDRESS)]
 
 
-class Closed(BaseModel):
+class Closed(ContractModel):
     """additionalProperties: false, as every contract object that is not a map."""
 
     model_config = ConfigDict(extra="forbid", from_attributes=True)

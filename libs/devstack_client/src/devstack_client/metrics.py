@@ -12,12 +12,16 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 HealthValue = Literal["healthy", "degraded", "unhealthy"]
 HEALTH_VALUE: dict[str, float] = {"healthy": 1.0, "degraded": 0.5, "unhealthy": 0.0}
 
 PoolStats = Callable[[], dict[str, int]]
+
+
+# The Prometheus text format the contract names (0.0.4, read by every Prometheus);
+# prometheus_client's CONTENT_TYPE_LATEST now announces version=1.0.0.
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _PoolCollector:
@@ -140,4 +144,4 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type, for a `/metrics` route."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), TEXT_FORMAT

@@ -6,6 +6,10 @@ Every pool follows the same rules (the `ManagedPool` base class):
   start, so an application starts and reports itself degraded instead of crashing;
 - every operation runs inside `operation(...)`: a timeout (`operation_timeout`), and backend
   errors translated to `DependencyUnavailable` / `DependencyTimeout` with a short reason;
+- a pool whose client fails when it runs out of connections instead of waiting for one (the
+  Redis Cluster client raises `MaxConnectionsError`) sets `max_concurrency`: `operation(...)`
+  then waits for one of that many slots, within the same timeout, so concurrent callers queue
+  rather than fail (the other clients queue by themselves);
 - a new version of the secret rebuilds the pool (the old one is closed after a grace period);
   an authentication failure makes the store re-read the secret at once (rate limited);
 - connection-level errors drop idle connections so the pool recovers as soon as the server is
@@ -88,6 +92,8 @@ def describe(exc: BaseException) -> str:
 class ManagedPool(Generic[C], abc.ABC):
     name: ClassVar[str]
     errors: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
+    # Operations allowed at once (None: unbounded, the client queues callers itself).
+    max_concurrency: int | None = None
 
     def __init__(
         self,
@@ -112,6 +118,9 @@ class ManagedPool(Generic[C], abc.ABC):
         self._unsubscribe: Any = None
         self._closed = False
         self.rebuilds = 0
+        self._slots = (
+            asyncio.Semaphore(self.max_concurrency) if self.max_concurrency is not None else None
+        )
 
     # -- what subclasses provide ------------------------------------------------------------
 
@@ -252,7 +261,7 @@ class ManagedPool(Generic[C], abc.ABC):
         timeout = self._settings.operation_timeout
         client: C | None = None
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout), self._slot():
                 client = await self.client()
                 yield client
         except DevStackError:
@@ -262,6 +271,15 @@ class ManagedPool(Generic[C], abc.ABC):
         except self.errors as exc:
             self._after_error(client, exc)
             raise DependencyUnavailable(self.name, f"{what}: {describe(exc)}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of `max_concurrency` slots, waited for (the caller's timeout bounds the wait)."""
+        if self._slots is None:
+            yield
+            return
+        async with self._slots:
+            yield
 
     def _after_error(self, client: C | None, exc: BaseException) -> None:
         if self._is_auth_error(exc):
@@ -530,10 +548,26 @@ class MongoPool(ManagedPool[MongoHandle]):
 
 
 class RedisPool(ManagedPool[RedisCluster]):
-    """A cluster-aware client: it follows MOVED/ASK and reaches every master over TLS."""
+    """A cluster-aware client: it follows MOVED/ASK and reaches every master over TLS.
+
+    redis-py's async cluster client opens at most `max_connections` per node and raises
+    `MaxConnectionsError` past that instead of waiting, so operations are bounded here to
+    `pool_max_size` at once (each uses at most one connection per node at a time): callers
+    beyond it wait for a slot within their operation timeout."""
 
     name = "redis"
     errors = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError)
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        secrets: SecretStore,
+        trust: TrustStore,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.max_concurrency = settings.pool_max_size
+        super().__init__(settings, secrets, trust, metrics=metrics)
 
     async def _build(self, secret: VaultSecret) -> RedisCluster:
         tls = tls_enabled(secret)

@@ -50,6 +50,13 @@ class RateLimiter(Protocol):
     async def hit(self, client: str) -> RateLimitDecision: ...
 
 
+HIT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return count
+"""
+
+
 def window_position(now: float, window_seconds: int) -> tuple[int, int]:
     """The index of the window `now` falls in, and the whole seconds (>= 1) until it ends."""
     index = math.floor(now / window_seconds)
@@ -96,10 +103,8 @@ class RedisRateLimiter:
         index, reset = window_position(self._clock(), self.window_seconds)
         key = self.key(client, index)
         async with self._pool.operation("rate limit") as cluster:
-            # One key, so one node: the pipeline is a single round trip. The expiry outlives the
+            # One script on the key's own node: one round trip, atomic, and no async cluster
+            # pipeline (which fails under concurrency in redis-py). The expiry outlives the
             # window by a second so that a clock a little behind Redis's never resets it early.
-            pipe = cluster.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, self.window_seconds + 1)
-            count, _ = await pipe.execute()
+            count = await cluster.eval(HIT_SCRIPT, 1, key, self.window_seconds + 1)
         return decide(int(count), self.limit, self.window_seconds, reset)

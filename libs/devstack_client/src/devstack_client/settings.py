@@ -107,7 +107,8 @@ class ClientSettings(BaseSettings):
     pool_min_size: int = Field(default=1, ge=0, le=100)
     pool_max_size: int = Field(default=10, ge=1, le=1000)
     channel_pool_size: int = Field(default=8, ge=1, le=1000)
-    cache_key_prefix: str = Field(default="devstack:cache:", max_length=64)
+    # The contract fixes storage names so every implementation sees the same keys: cache:<key>.
+    cache_key_prefix: str = Field(default="cache:", max_length=64)
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -384,6 +384,8 @@ class MongoItems:
 
 _CACHE_KEY = re.compile(r"[A-Za-z0-9:_.\-]{1,200}")
 MAX_CACHE_TTL = 86400
+# The value (nil when missing) and the TTL in seconds (-1: none, -2: missing) of KEYS[1].
+_GET_WITH_TTL = "return {redis.call('GET', KEYS[1]), redis.call('TTL', KEYS[1])}"
 
 
 class CacheService:
@@ -392,7 +394,7 @@ class CacheService:
     Keys live under a prefix (`cache_key_prefix`); the cluster client sends each command to the
     master that owns the key's slot."""
 
-    def __init__(self, pool: RedisPool, prefix: str = "devstack:cache:") -> None:
+    def __init__(self, pool: RedisPool, prefix: str = "cache:") -> None:
         self._pool = pool
         self.prefix = prefix
 
@@ -411,10 +413,9 @@ class CacheService:
     async def get(self, key: str) -> CacheEntry:
         name = self.redis_key(key)
         async with self._pool.operation("cache get") as cluster:
-            pipe = cluster.pipeline(transaction=False)
-            pipe.get(name)
-            pipe.ttl(name)
-            value, ttl = await pipe.execute()
+            # One script on the key's master: value and TTL read atomically, in one round trip,
+            # on one connection (redis-py's async cluster pipeline is not safe under load).
+            value, ttl = await cluster.eval(_GET_WITH_TTL, 1, name)
         if value is None:
             raise NotFound(f"cache key {key!r} does not exist")
         text = value.decode() if isinstance(value, bytes) else str(value)

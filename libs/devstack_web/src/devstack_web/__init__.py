@@ -27,6 +27,7 @@ from devstack_web.app import (
 )
 from devstack_web.handlers import field_errors
 from devstack_web.middleware import is_json_media_type
+from devstack_web.models import ContractModel
 from devstack_web.problems import (
     PROBLEM_MEDIA_TYPE,
     REQUEST_ID_PATTERN,
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_PORTS",
     "PROBLEM_MEDIA_TYPE",
     "REQUEST_ID_PATTERN",
+    "ContractModel",
     "DependencyName",
     "FieldError",
     "Problem",

@@ -49,8 +49,12 @@ REQUEST_ID_HEADER_SPEC: dict[str, Any] = {
 }
 
 
-def get_stack(request: Request) -> DevStackClient:
-    """The application's one DevStackClient (created in the lifespan)."""
+async def get_stack(request: Request) -> DevStackClient:
+    """The application's one DevStackClient (created in the lifespan).
+
+    `async` on purpose: FastAPI runs a plain `def` dependency in anyio's thread pool, which would
+    cost every request a thread hop and the process up to 40 worker threads (and their malloc
+    arenas). Every dependency and route of the apps is a coroutine (a unit test checks)."""
     stack: DevStackClient = request.app.state.stack
     return stack
 

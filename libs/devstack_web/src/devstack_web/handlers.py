@@ -56,20 +56,46 @@ def _pointer(parts: Sequence[Any]) -> str:
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def field_errors(errors: Sequence[Any]) -> list[FieldError]:
-    found: list[FieldError] = []
+def _member_path(loc: Sequence[Any], body: Any) -> list[Any]:
+    """The part of a body error's location that names members of the body.
+
+    Pydantic adds steps that are not members (union branches such as `constrained-int` or
+    `none`, validator names); the contract wants one pointer per field, so the path follows the
+    body's own members (and names a missing one) and stops there.
+    """
+    path: list[Any] = []
+    node = body
+    for step in loc:
+        if isinstance(node, dict) and isinstance(step, str):
+            path.append(step)
+            if step not in node:
+                break  # a missing member
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            path.append(step)
+            node = node[step]
+        else:
+            break
+    return path
+
+
+def field_errors(errors: Sequence[Any], body: Any = None) -> list[FieldError]:
+    """One error per (location, field), in the order they were found."""
+    found: dict[tuple[str, str], FieldError] = {}
     for error in errors:
         loc = tuple(error.get("loc", ()))
         where = str(loc[0]) if loc else "body"
         message = str(error.get("msg") or "is invalid")
         if where == "body":
-            found.append(FieldError(location="body", field=_pointer(loc[1:]), detail=message))
+            field = _pointer(_member_path(loc[1:], body))
+            entry = FieldError(location="body", field=field, detail=message)
         elif where in ("path", "query", "header"):
             name = str(loc[1]) if len(loc) > 1 else ""
-            found.append(FieldError(location=where, field=name, detail=message))  # type: ignore[arg-type]
+            entry = FieldError(location=where, field=name, detail=message)  # type: ignore[arg-type]
         else:  # a cookie, or anything FastAPI adds later: report it against the request
-            found.append(FieldError(location="header", field=where, detail=message))
-    return found
+            entry = FieldError(location="header", field=where, detail=message)
+        found.setdefault((entry.location, entry.field), entry)
+    return list(found.values())
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:
@@ -79,7 +105,7 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     if any(e.get("type") == "json_invalid" for e in errors):
         return problem_response(400, BAD_JSON_DETAIL, request.url.path)
     return problem_response(
-        422, INVALID_DETAIL, request.url.path, errors=field_errors(errors) or None
+        422, INVALID_DETAIL, request.url.path, errors=field_errors(errors, exc.body) or None
     )
 
 

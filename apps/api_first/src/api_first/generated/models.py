@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import MISSING, AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, RootModel
+from pydantic import MISSING, AwareDatetime, ConfigDict, Field, JsonValue, RootModel
+
+from devstack_web import ContractModel
 
 
-class FieldError(BaseModel):
+class FieldError(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -39,7 +41,7 @@ class DependencyName(
     root: Literal["vault", "postgres", "mysql", "mongodb", "redis", "rabbitmq"]
 
 
-class ServiceLinks(BaseModel):
+class ServiceLinks(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -49,7 +51,7 @@ class ServiceLinks(BaseModel):
     metrics: Literal["/metrics"]
 
 
-class Liveness(BaseModel):
+class Liveness(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -65,7 +67,7 @@ class HealthStatus(RootModel[Literal["healthy", "degraded", "unhealthy"]]):
     ]
 
 
-class HealthCheck(BaseModel):
+class HealthCheck(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -85,7 +87,7 @@ class HealthCheck(BaseModel):
     ]
 
 
-class VaultSecret(BaseModel):
+class VaultSecret(ContractModel):
     """
     A secret with its secret-looking values masked: a key is masked when its name, lowercased, contains `password`, `passwd`, `passphrase`, `pwd`, `secret`, `token`, `key`, `credential`, `private`, `auth`, `cookie`, `dsn`, `signature` or `role_id`; its value is then exactly `********`.
     """
@@ -107,7 +109,7 @@ class VaultSecret(BaseModel):
     ]
 
 
-class VaultSecretValue(BaseModel):
+class VaultSecretValue(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -117,7 +119,7 @@ class VaultSecretValue(BaseModel):
     masked: bool
 
 
-class DatabaseQueryResult(BaseModel):
+class DatabaseQueryResult(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -130,7 +132,7 @@ class DatabaseQueryResult(BaseModel):
     ]
 
 
-class ItemCreate(BaseModel):
+class ItemCreate(ContractModel):
     """
     A new item. Unknown members are refused (422).
     """
@@ -147,7 +149,7 @@ class ItemCreate(BaseModel):
     quantity: Annotated[int, Field(ge=0, le=2147483647)] = 0
 
 
-class Item(BaseModel):
+class Item(ContractModel):
     """
     A stored item. `id` is opaque: a UUID in postgres and mysql, an ObjectId's 24 hex digits in mongodb; clients must not rely on either form.
     """
@@ -164,7 +166,7 @@ class Item(BaseModel):
     ]
 
 
-class ItemList(BaseModel):
+class ItemList(ContractModel):
     """
     Items, newest first (by created_at, then id, both descending).
     """
@@ -175,7 +177,7 @@ class ItemList(BaseModel):
     items: Annotated[list[Item], Field(max_length=100)]
 
 
-class CacheWrite(BaseModel):
+class CacheWrite(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -186,7 +188,7 @@ class CacheWrite(BaseModel):
     ] = MISSING
 
 
-class CacheEntry(BaseModel):
+class CacheEntry(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -201,7 +203,7 @@ class CacheEntry(BaseModel):
     ]
 
 
-class PublishResult(BaseModel):
+class PublishResult(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -211,7 +213,7 @@ class PublishResult(BaseModel):
     ]
 
 
-class QueueInfo(BaseModel):
+class QueueInfo(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -230,7 +232,7 @@ class RedisAddress(RootModel[str]):
     ]
 
 
-class SlotRange(BaseModel):
+class SlotRange(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -238,7 +240,7 @@ class SlotRange(BaseModel):
     end: Annotated[int, Field(ge=0, le=16383)]
 
 
-class RedisNode(BaseModel):
+class RedisNode(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -264,14 +266,14 @@ class RedisNode(BaseModel):
     ]
 
 
-class RedisClusterNodes(BaseModel):
+class RedisClusterNodes(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
     nodes: list[RedisNode]
 
 
-class RedisSlotAssignment(BaseModel):
+class RedisSlotAssignment(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -281,7 +283,7 @@ class RedisSlotAssignment(BaseModel):
     replicas: list[RedisAddress]
 
 
-class SlotCoverage(BaseModel):
+class SlotCoverage(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -291,7 +293,7 @@ class SlotCoverage(BaseModel):
     all_covered: Annotated[bool, Field(description="True exactly when slots_assigned is 16384.")]
 
 
-class RedisClusterSlots(BaseModel):
+class RedisClusterSlots(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -299,7 +301,7 @@ class RedisClusterSlots(BaseModel):
     coverage: SlotCoverage
 
 
-class RedisClusterInfo(BaseModel):
+class RedisClusterInfo(ContractModel):
     """
     The fields of CLUSTER INFO that describe the cluster, under Redis's own names.
     """
@@ -319,7 +321,7 @@ class RedisClusterInfo(BaseModel):
     cluster_current_epoch: Annotated[int, Field(ge=0)]
 
 
-class RedisNodeInfo(BaseModel):
+class RedisNodeInfo(ContractModel):
     """
     A summary of one node's INFO.
     """
@@ -342,7 +344,7 @@ class RedisNodeInfo(BaseModel):
     ]
 
 
-class Problem(BaseModel):
+class Problem(ContractModel):
     """
     An RFC 9457 problem document. Closed, so that every implementation sends the same members. `detail` is written by the implementation and never contains raw exception text or a secret value.
     """
@@ -381,7 +383,7 @@ class Problem(BaseModel):
     ] = MISSING
 
 
-class ServiceInfo(BaseModel):
+class ServiceInfo(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -402,7 +404,7 @@ class ServiceInfo(BaseModel):
     links: ServiceLinks
 
 
-class HealthReport(BaseModel):
+class HealthReport(ContractModel):
     """
     `status` is the worst of the checks' (healthy, then degraded, then unhealthy); the HTTP status is 200 when it is healthy, 503 otherwise. `checks` has one entry per dependency checked, keyed by its name.
     """
@@ -425,7 +427,7 @@ class JsonObject(RootModel[dict[str, JsonValue | None]]):
     root: dict[str, JsonValue | None]
 
 
-class ConsumedMessage(BaseModel):
+class ConsumedMessage(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -439,7 +441,7 @@ class ConsumedMessage(BaseModel):
     ]
 
 
-class ConsumeResult(BaseModel):
+class ConsumeResult(ContractModel):
     model_config = ConfigDict(
         extra="forbid",
     )

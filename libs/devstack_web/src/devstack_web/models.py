@@ -1,0 +1,54 @@
+"""The base of both apps' request and response models: the contract's JSON Schema semantics.
+
+JSON Schema's `integer` is a JSON number with no fractional part (`3` and `3.0`), never a
+string or a boolean. Pydantic's lax mode would turn `"3"` into 3 and `true` into 1, and its
+strict mode would refuse `3.0`; so the lax mode is kept and strings and booleans given to an
+integer field are refused before it sees them, at the field's own location.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, model_validator
+
+__all__ = ["ContractModel"]
+
+
+class _NotANumber:
+    """Stands in for a refused value, so that the field itself reports "a valid integer"."""
+
+    def __repr__(self) -> str:
+        return "not a JSON number"
+
+
+NOT_A_NUMBER = _NotANumber()
+
+
+def _types(annotation: Any) -> set[Any]:
+    """The plain types an annotation accepts (through Annotated, Optional and unions)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _types(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return {t for arg in get_args(annotation) for t in _types(arg)}
+    return {annotation}
+
+
+class ContractModel(BaseModel):
+    @model_validator(mode="before")
+    @classmethod
+    def _json_integers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        refused = {}
+        for name, field in cls.model_fields.items():
+            key = field.alias or name
+            value = data.get(key)
+            if not isinstance(value, str | bool):
+                continue
+            accepted = _types(field.annotation)
+            if int in accepted and not (isinstance(value, str) and str in accepted):
+                refused[key] = NOT_A_NUMBER
+        return {**data, **refused} if refused else data

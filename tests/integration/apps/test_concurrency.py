@@ -1,0 +1,52 @@
+"""Concurrent requests on a healthy stack: every answer is the documented one, never a 5xx.
+
+A browser, a load balancer or a benchmark sends many requests at once; pools may make requests
+wait, but a healthy dependency must never turn into a 503 (or a 500) because of concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+import httpx
+import pytest
+
+from tests.parity.implementations import PYTHON_APPS
+
+pytestmark = pytest.mark.integration
+
+CONCURRENCY = 100
+ROUTES = [
+    ("GET", "/examples/redis/cluster/info", None, {200}),
+    ("GET", "/examples/cache/concurrency-missing", None, {404}),
+    ("PUT", "/examples/cache/concurrency-key", {"value": "v", "ttl_seconds": 60}, {200, 201}),
+    ("GET", "/examples/postgres/query", None, {200}),
+    ("GET", "/examples/mysql/query", None, {200}),
+    ("GET", "/examples/mongodb/query", None, {200}),
+    ("GET", "/examples/vault/secret/postgres", None, {200}),
+    ("GET", "/health/all", None, {200}),
+]
+
+
+@pytest.mark.parametrize("app", PYTHON_APPS)
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"), ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES]
+)
+async def test_concurrent_requests_get_their_documented_answer(
+    apps: dict[str, httpx.AsyncClient],
+    app: str,
+    method: str,
+    path: str,
+    body: object,
+    expected: set[int],
+) -> None:
+    client = apps[app]
+    responses = await asyncio.gather(
+        *(client.request(method, path, json=body) for _ in range(CONCURRENCY))
+    )
+    statuses = collections.Counter(r.status_code for r in responses)
+    wrong = [r for r in responses if r.status_code not in expected]
+    assert not wrong, (
+        f"{CONCURRENCY} concurrent {method} {path} on {app}: {dict(statuses)}; "
+        f"first unexpected: {wrong[0].text[:300]}"
+    )

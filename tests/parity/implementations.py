@@ -1,0 +1,59 @@
+"""Where each implementation of the contract answers, for the parity, contract and app tests.
+
+The two FastAPI apps run in the session's stack (`devstack up`, profile `standard`); any other
+implementation joins by URL: `DEVSTACK_PARITY_URLS="golang=http://127.0.0.1:8002,nodejs=..."`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import StackUnderTest
+
+PYTHON_APPS = ("code_first", "api_first")
+SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi" / "devstack.yaml"
+
+
+def extra_urls() -> dict[str, str]:
+    """`name=url` pairs from DEVSTACK_PARITY_URLS (comma-separated), in their order."""
+    found: dict[str, str] = {}
+    for item in os.environ.get("DEVSTACK_PARITY_URLS", "").split(","):
+        if not item.strip():
+            continue
+        name, sep, url = item.partition("=")
+        if not sep or not name.strip() or not url.strip():
+            raise ValueError(f"DEVSTACK_PARITY_URLS: expected name=url, got {item!r}")
+        found[name.strip()] = url.strip().rstrip("/")
+    return found
+
+
+# Known at collection time, so that test ids name the implementations.
+IMPLEMENTATIONS: tuple[str, ...] = (*PYTHON_APPS, *extra_urls())
+
+
+def app_url(stack: StackUnderTest, app: str, scheme: str = "http") -> str:
+    port = stack.port(app, "http" if scheme == "http" else "https")
+    return f"{scheme}://127.0.0.1:{port}"
+
+
+def base_urls(stack: StackUnderTest) -> dict[str, str]:
+    return {**{app: app_url(stack, app) for app in PYTHON_APPS}, **extra_urls()}
+
+
+def load_spec() -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
+    return spec
+
+
+def operations(spec: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(method, path, operationId) of every operation in the contract."""
+    found = []
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if method in {"get", "put", "post", "delete", "patch", "head", "options"}:
+                found.append((method.upper(), path, op["operationId"]))
+    return found
