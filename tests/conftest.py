@@ -7,6 +7,7 @@ wipe a stack start their own (see test_lifecycle.py).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -20,6 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from devstack_cli.settings import Settings
 from devstack_cli.stack import stack as service_table
@@ -110,3 +115,25 @@ def stack() -> Iterator[StackUnderTest]:
     finally:
         under_test.cli("down")
         shutil.rmtree(under_test.state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def foreign_ca_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A CA that signed nothing here: a client trusting only it must be refused everywhere."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Not Our CA")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path_factory.mktemp("foreign-ca") / "foreign-ca.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(path)

@@ -5,19 +5,13 @@ another CA."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ssl
-import tempfile
-from pathlib import Path
 
 import aio_pika
 import asyncmy
 import asyncpg
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pymongo import AsyncMongoClient
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
@@ -43,28 +37,6 @@ def test_status_reports_every_service_healthy(stack: StackUnderTest) -> None:
 def test_health_command_exits_zero_when_all_healthy(stack: StackUnderTest) -> None:
     result = stack.cli("health")
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-@pytest.fixture(scope="module")
-def foreign_ca_file() -> str:
-    """A CA that signed nothing here: a client trusting only it must be refused everywhere."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Some Other CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = Path(tempfile.mkdtemp()) / "foreign-ca.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return str(path)
 
 
 # -- PostgreSQL and PgBouncer ------------------------------------------------------------

@@ -4,39 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-from pathlib import Path
 
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.conftest import StackUnderTest
 from tests.parity.implementations import PYTHON_APPS, app_url
 
 pytestmark = pytest.mark.integration
-
-
-def foreign_ca(folder: Path) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Not Our CA")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path = folder / "foreign-ca.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
 
 
 @pytest.mark.parametrize("app", PYTHON_APPS)
@@ -67,9 +43,9 @@ async def test_https_with_the_vault_ca(stack: StackUnderTest, app: str) -> None:
 
 @pytest.mark.parametrize("app", PYTHON_APPS)
 async def test_https_refused_with_a_foreign_ca(
-    stack: StackUnderTest, app: str, tmp_path: Path
+    stack: StackUnderTest, app: str, foreign_ca_file: str
 ) -> None:
-    context = ssl.create_default_context(cafile=str(foreign_ca(tmp_path)))
+    context = ssl.create_default_context(cafile=foreign_ca_file)
     async with httpx.AsyncClient(verify=context, timeout=30) as client:
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             await client.get(f"{app_url(stack, app, 'https')}/health")

@@ -168,3 +168,13 @@ async def test_health_makes_no_vault_call(client: DevStackClient) -> None:
         await client.cache.put("no-vault", "x", ttl_seconds=5)
         await client.items("postgres").query()
     assert client.vault.requests == before
+
+
+async def test_a_value_the_server_refuses_is_invalid_input_not_an_outage(
+    client: DevStackClient,
+) -> None:
+    """PostgreSQL text cannot hold U+0000: that is the request's fault (422), not a 503."""
+    refused = ItemCreate.model_construct(name="nul\x00inside", quantity=0)
+    with pytest.raises(InvalidInput, match="postgres cannot store this value"):
+        await client.items("postgres").create(refused)
+    assert (await client.health(["postgres"])).status == "healthy"

@@ -116,7 +116,7 @@ class DatabaseQueryResult(Closed):
 
 
 class ItemCreate(Closed):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00]*$")  # no NUL: see contract
     quantity: int = Field(default=0, ge=0, le=MAX_QUANTITY)
 
 

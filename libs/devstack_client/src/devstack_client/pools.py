@@ -42,7 +42,12 @@ from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from redis.asyncio.cluster import RedisCluster
 
-from devstack_client.errors import DependencyTimeout, DependencyUnavailable, DevStackError
+from devstack_client.errors import (
+    DependencyTimeout,
+    DependencyUnavailable,
+    DevStackError,
+    InvalidInput,
+)
 from devstack_client.metrics import Metrics
 from devstack_client.secretstore import SecretStore
 from devstack_client.settings import ClientSettings
@@ -92,6 +97,8 @@ def describe(exc: BaseException) -> str:
 class ManagedPool(Generic[C], abc.ABC):
     name: ClassVar[str]
     errors: ClassVar[tuple[type[BaseException], ...]] = (OSError,)
+    # Errors meaning "the server refused this value": InvalidInput (422), never an outage.
+    rejected_data: ClassVar[tuple[type[BaseException], ...]] = ()
     # Operations allowed at once (None: unbounded, the client queues callers itself).
     max_concurrency: int | None = None
 
@@ -268,6 +275,10 @@ class ManagedPool(Generic[C], abc.ABC):
             raise
         except TimeoutError as exc:
             raise DependencyTimeout(self.name, f"{what} timed out after {timeout:g}s") from exc
+        except self.rejected_data as exc:
+            # The server is up and refused this value (a NUL in PostgreSQL text, a number out
+            # of range): the request's fault, not an outage.
+            raise InvalidInput(f"{self.name} cannot store this value") from exc
         except self.errors as exc:
             self._after_error(client, exc)
             raise DependencyUnavailable(self.name, f"{what}: {describe(exc)}") from exc
@@ -303,6 +314,7 @@ class PostgresPool(ManagedPool[Any]):
     # InternalClientError: asyncpg's protocol state after an interrupted exchange (seen when the
     # server restarts mid-query); the connection is unusable and is replaced like a broken one.
     errors = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+    rejected_data = (asyncpg.exceptions.DataError,)
 
     async def _build(self, secret: VaultSecret) -> Any:
         host, port = self._settings.endpoint(self.name)
@@ -385,6 +397,7 @@ class MySQLPool(ManagedPool[Any]):
 
     name = "mysql"
     errors = (asyncmy.errors.MySQLError, OSError)
+    rejected_data = (asyncmy.errors.DataError,)
 
     async def _build(self, secret: VaultSecret) -> Any:
         host, port = self._settings.endpoint(self.name)

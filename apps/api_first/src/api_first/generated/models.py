@@ -143,7 +143,10 @@ class ItemCreate(ContractModel):
     name: Annotated[
         str,
         Field(
-            description="1 to 100 characters (Unicode code points).", max_length=100, min_length=1
+            description="1 to 100 characters (Unicode code points), without U+0000, which PostgreSQL text cannot hold.",
+            max_length=100,
+            min_length=1,
+            pattern="^[^\\x00]*$",
         ),
     ]
     quantity: Annotated[int, Field(ge=0, le=2147483647)] = 0
