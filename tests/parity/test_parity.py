@@ -9,6 +9,7 @@ implementations. Add an implementation with DEVSTACK_PARITY_URLS="name=url,...".
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import uuid
@@ -456,8 +457,9 @@ async def test_list_order_is_the_same(clients: dict[str, httpx.AsyncClient]) -> 
                 for name, client in clients.items()
             }
             assert_same(lists, frozenset({"request_id"}))
-            stamps = [
-                (i["created_at"], i["id"]) for i in next(iter(lists.values())).json()["items"]
+            stamps = [  # compared as instants: ISO strings of different precision do not sort
+                (dt.datetime.fromisoformat(i["created_at"]), i["id"])
+                for i in next(iter(lists.values())).json()["items"]
             ]
             assert stamps == sorted(stamps, reverse=True), f"{db}: not newest first"
         finally:

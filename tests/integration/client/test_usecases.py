@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -178,3 +179,15 @@ async def test_a_value_the_server_refuses_is_invalid_input_not_an_outage(
     with pytest.raises(InvalidInput, match="postgres cannot store this value"):
         await client.items("postgres").create(refused)
     assert (await client.health(["postgres"])).status == "healthy"
+
+
+async def test_redis_connections_share_one_ssl_context(client: DevStackClient) -> None:
+    """redis-py would build (and load the system CA store into) a context per connection."""
+    await asyncio.gather(
+        *(client.cache.put(f"shared-ctx-{i}", "v", ttl_seconds=30) for i in range(30))
+    )
+    async with client.redis.operation("inspect") as cluster:
+        connections = [c for node in cluster.get_nodes() for c in node._connections]
+        contexts = {id(c.ssl_context.get()) for c in connections}
+    assert len(connections) >= 3 and len(contexts) == 1
+    assert {type(c).__name__ for c in connections} == {"SharedContextSSLConnection"}
