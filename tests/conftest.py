@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from redis.asyncio.cluster import RedisCluster
 
 from devstack_cli.settings import Settings
 from devstack_cli.stack import stack as service_table
@@ -100,6 +102,40 @@ class StackUnderTest:
             secret = vault.kv_get(service)
         assert secret is not None
         return secret
+
+    async def postgres(
+        self,
+        via: str = "postgres",
+        *,
+        creds: dict[str, Any] | None = None,
+        database: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = 60,
+    ) -> asyncpg.Connection:
+        """A TLS connection to PostgreSQL (or through PgBouncer: via="pgbouncer"), verified
+        against the stack's CA (or `ca_file`), with the application's credentials by default."""
+        creds = creds or self.creds("postgres")
+        context = ssl.create_default_context(cafile=ca_file or self.ca_file)
+        connection: asyncpg.Connection = await asyncpg.connect(
+            host="127.0.0.1",
+            port=self.port(via, via),
+            user=creds["user"],
+            password=creds["password"],
+            database=database or creds["database"],
+            ssl=context,
+            timeout=timeout,
+        )
+        return connection
+
+    def redis_cluster(self, *, password: bool = True) -> RedisCluster:
+        """A cluster client on the TLS ports, verified against the stack's CA."""
+        return RedisCluster(
+            host="127.0.0.1",
+            port=self.port("redis", "tls"),
+            password=self.creds("redis")["password"] if password else None,
+            ssl=True,
+            ssl_ca_certs=self.ca_file,
+        )
 
     def root_token(self) -> str:
         token: str = json.loads(self.settings.state.vault_init.read_text())["root_token"]

@@ -9,9 +9,7 @@ import os
 import socket
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
-from redis.asyncio.cluster import RedisCluster
 
 from tests.conftest import TEST_PORT_OFFSET, StackUnderTest, new_state_dir
 
@@ -37,23 +35,8 @@ def pid_alive(pid: int) -> bool:
 
 async def write_and_read(s: StackUnderTest, value: str | None) -> str:
     """Write `value` (when given) to PostgreSQL and Redis; return what both hold."""
-    creds = s.creds("postgres")
-    conn = await asyncpg.connect(
-        host="127.0.0.1",
-        port=s.port("postgres", "postgres"),
-        user=creds["user"],
-        password=creds["password"],
-        database=creds["database"],
-        ssl=s.tls_context(),
-    )
-    redis_creds = s.creds("redis")
-    cluster = RedisCluster(
-        host="127.0.0.1",
-        port=s.port("redis", "tls"),
-        password=redis_creds["password"],
-        ssl=True,
-        ssl_ca_certs=s.ca_file,
-    )
+    conn = await s.postgres()
+    cluster = s.redis_cluster()
     try:
         await conn.execute("CREATE TABLE IF NOT EXISTS kept (value text)")
         if value is not None:

@@ -9,11 +9,9 @@ import ssl
 
 import aio_pika
 import asyncmy
-import asyncpg
 import pytest
 from cryptography import x509
 from pymongo import AsyncMongoClient
-from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from tests.conftest import StackUnderTest
@@ -43,15 +41,7 @@ def test_health_command_exits_zero_when_all_healthy(stack: StackUnderTest) -> No
 
 
 async def test_postgres_tls_with_approle_credentials(stack: StackUnderTest) -> None:
-    creds = stack.creds("postgres")
-    conn = await asyncpg.connect(
-        host="127.0.0.1",
-        port=stack.port("postgres", "postgres"),
-        user=creds["user"],
-        password=creds["password"],
-        database=creds["database"],
-        ssl=stack.tls_context(),
-    )
+    conn = await stack.postgres()
     try:
         in_tls = await conn.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
         assert in_tls is True
@@ -61,15 +51,7 @@ async def test_postgres_tls_with_approle_credentials(stack: StackUnderTest) -> N
 
 
 async def test_pgbouncer_tls_with_postgres_credentials(stack: StackUnderTest) -> None:
-    creds = stack.creds("postgres")
-    conn = await asyncpg.connect(
-        host="127.0.0.1",
-        port=stack.port("pgbouncer", "pgbouncer"),
-        user=creds["user"],
-        password=creds["password"],
-        database=creds["database"],
-        ssl=stack.tls_context(),
-    )
+    conn = await stack.postgres(via="pgbouncer")
     try:
         # The server side of PgBouncer's connection is TLS too (server_tls_sslmode=verify-full).
         assert (
@@ -83,16 +65,8 @@ async def test_pgbouncer_tls_with_postgres_credentials(stack: StackUnderTest) ->
 async def test_postgres_refuses_a_foreign_ca(
     stack: StackUnderTest, foreign_ca_file: str, service: str
 ) -> None:
-    creds = stack.creds("postgres")
     with pytest.raises(ssl.SSLCertVerificationError):
-        await asyncpg.connect(
-            host="127.0.0.1",
-            port=stack.port(service, service),
-            user=creds["user"],
-            password=creds["password"],
-            database=creds["database"],
-            ssl=ssl.create_default_context(cafile=foreign_ca_file),
-        )
+        await stack.postgres(via=service, ca_file=foreign_ca_file)
 
 
 # -- MariaDB -------------------------------------------------------------------------------
@@ -194,14 +168,7 @@ def keys_on_each_master(count: int = 3) -> list[str]:
 
 
 async def test_redis_cluster_tls_on_every_master(stack: StackUnderTest) -> None:
-    creds = stack.creds("redis")
-    cluster = RedisCluster(
-        host="127.0.0.1",
-        port=stack.port("redis", "tls"),
-        password=creds["password"],
-        ssl=True,
-        ssl_ca_certs=stack.ca_file,
-    )
+    cluster = stack.redis_cluster()
     try:
         info = await cluster.cluster_info()
         assert info["cluster_state"] == "ok"
@@ -218,12 +185,7 @@ async def test_redis_cluster_tls_on_every_master(stack: StackUnderTest) -> None:
 
 
 async def test_redis_requires_the_password(stack: StackUnderTest) -> None:
-    cluster = RedisCluster(
-        host="127.0.0.1",
-        port=stack.port("redis", "tls"),
-        ssl=True,
-        ssl_ca_certs=stack.ca_file,
-    )
+    cluster = stack.redis_cluster(password=False)
     with pytest.raises(Exception, match=r"(?i)auth"):
         await cluster.initialize()
     await cluster.aclose()

@@ -14,17 +14,8 @@ from tests.integration.client.conftest import client_settings
 
 
 async def server_accepts(stack: StackUnderTest) -> bool:
-    creds = stack.creds("postgres")
     try:
-        conn = await asyncpg.connect(
-            host="127.0.0.1",
-            port=stack.port("postgres", "postgres"),
-            user=creds["user"],
-            password=creds["password"],
-            database=creds["database"],
-            ssl=stack.tls_context(),
-            timeout=2,
-        )
+        conn = await stack.postgres(timeout=2)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
         return False
     await conn.close()

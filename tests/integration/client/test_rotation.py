@@ -19,14 +19,7 @@ async def alter_password(stack: StackUnderTest, user: str, password: str) -> Non
     with root_vault(stack) as vault:
         admin = vault.kv_get("admin/postgres")
     assert admin is not None
-    conn = await asyncpg.connect(
-        host="127.0.0.1",
-        port=stack.port("postgres", "postgres"),
-        user=admin["user"],
-        password=admin["password"],
-        database="postgres",
-        ssl=stack.tls_context(),
-    )
+    conn = await stack.postgres(creds=admin, database="postgres")
     try:
         escaped = password.replace("'", "''")
         await conn.execute(f"ALTER ROLE \"{user}\" WITH PASSWORD '{escaped}'")
@@ -68,14 +61,7 @@ async def test_rotated_password_is_picked_up_without_restart(stack: StackUnderTe
             item = await repo.query()
             assert item.database == "postgres"
             with pytest.raises(asyncpg.InvalidPasswordError):
-                await asyncpg.connect(
-                    host="127.0.0.1",
-                    port=stack.port("postgres", "postgres"),
-                    user=original["user"],
-                    password=original["password"],
-                    database=original["database"],
-                    ssl=stack.tls_context(),
-                )
+                await stack.postgres(creds=original)
         finally:
             await alter_password(stack, original["user"], original["password"])
             await asyncio.to_thread(write_secret, stack, original)
