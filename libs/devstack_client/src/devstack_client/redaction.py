@@ -33,8 +33,12 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         "[REDACTED PRIVATE KEY]",
     ),
-    # user:password@ in any URL.
-    (re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^\s:/@]+:[^\s/@]+@"), r"\g<scheme>***@"),
+    # user:password@ in any URL. The scheme's length is bounded: unbounded, every letter of a
+    # long word was a start that scanned to the word's end (minutes for a 600 kB log value).
+    (
+        re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^\s:/@]+:[^\s/@]+@"),
+        r"\g<scheme>***@",
+    ),
     # Vault and OpenBao tokens (service, batch, recovery; old and new prefixes).
     (re.compile(r"\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9_\-]{20,}"), "[REDACTED TOKEN]"),
     # `password=...` or `password: ...` inside free text (DSNs, error messages).
