@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import datetime as dt
+import gc
 
+import aio_pika.abc
 import pytest
 from redis.crc import key_slot
 
@@ -191,3 +194,49 @@ async def test_redis_connections_share_one_ssl_context(client: DevStackClient) -
         contexts = {id(c.ssl_context.get()) for c in connections}
     assert len(connections) >= 3 and len(contexts) == 1
     assert {type(c).__name__ for c in connections} == {"SharedContextSSLConnection"}
+
+
+async def test_tls_connections_read_into_the_configured_buffer(client: DevStackClient) -> None:
+    """asyncio's default is a 256 KiB buffer per TLS connection; the client sets 16 KiB, and
+    values far larger than one buffer still make the round trip on every kind of connection."""
+    big = "".join(chr(0x41 + i % 26) for i in range(600_000))  # 600 KB, about 37 buffers
+    entry, _ = await client.cache.put("tls-buffer-big", big, ttl_seconds=60)
+    assert (await client.cache.get("tls-buffer-big")).value == big == entry.value
+    assert await client.postgres.fetchval("big", "SELECT repeat('x', 600000)") == "x" * 600_000
+    rows = await client.mysql.fetch("big", "SELECT REPEAT('y', 600000)")
+    assert rows[0][0] == "y" * 600_000
+    await client.queues.publish("devstack.client.big", {"x": big})
+    try:
+        assert [m.payload for m in (await client.queues.consume("devstack.client.big")).messages]
+    finally:
+        await client.queues.delete("devstack.client.big")
+    await asyncio.gather(*(client.health() for _ in range(8)))  # every pool has connections
+    buffers = [
+        len(o._ssl_buffer) for o in gc.get_objects() if isinstance(o, asyncio.sslproto.SSLProtocol)
+    ]
+    assert len(buffers) >= 6  # Vault is plain HTTP; every other server is TLS
+    assert set(buffers) == {client.settings.tls_read_buffer} == {16 * 1024}
+
+
+async def test_publish_and_consume_keep_no_object_per_call(client: DevStackClient) -> None:
+    """aio-pika's robust channel keeps every queue declared through it; the library must not
+    declare through it, or each publish would hold memory for the life of the process."""
+    queue = "devstack.client.noleak"
+
+    def queue_objects() -> int:
+        return sum(isinstance(o, aio_pika.abc.AbstractQueue) for o in gc.get_objects())
+
+    try:
+        await client.queues.publish(queue, {"n": 0})
+        await client.queues.consume(queue)
+        gc.collect()
+        before = queue_objects()
+        for n in range(200):
+            await client.queues.publish(queue, {"n": n})
+            if n % 10 == 0:
+                await client.queues.consume(queue, max_messages=100)
+        gc.collect()
+        assert queue_objects() - before < 10
+        assert (await client.queues.inspect(queue)).message_count == 9  # 191..199 not consumed
+    finally:
+        await client.queues.delete(queue)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,7 @@ from structlog.testing import capture_logs
 from devstack_client import ClientSettings, ConfigurationError, DependencyUnavailable, VaultClient
 from devstack_client.errors import VaultError
 from devstack_client.metrics import Metrics
+from devstack_client.vault import vault_trust
 
 
 @dataclass
@@ -215,3 +217,20 @@ async def test_an_explicit_token_is_used_with_a_warning() -> None:
             assert vault.logins == 0
     assert any(e["log_level"] == "warning" and "explicitly" in e["event"] for e in logs)
     assert "auth/token/revoke-self" not in fake.calls, "a token we were given is not ours to revoke"
+
+
+def test_plain_http_vault_trusts_nothing_and_loads_no_ca_store() -> None:
+    """httpx's default would load certifi's ~140 CAs (3.6 MB) into a client that speaks HTTP."""
+    context = vault_trust(settings(vault_addr="http://127.0.0.1:8200"))
+    assert isinstance(context, ssl.SSLContext)
+    assert context.cert_store_stats()["x509_ca"] == 0
+    assert context.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_https_vault_trusts_the_stack_ca_file_else_the_system(foreign_ca_file: str) -> None:
+    context = vault_trust(
+        settings(vault_addr="https://vault.example:8200", ca_file=foreign_ca_file)
+    )
+    assert isinstance(context, ssl.SSLContext)
+    assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "Not Our CA"),),)]
+    assert vault_trust(settings(vault_addr="https://vault.example:8200")) is True

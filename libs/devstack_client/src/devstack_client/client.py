@@ -40,7 +40,7 @@ from devstack_client.redaction import Redactor
 from devstack_client.redaction import redactor as default_redactor
 from devstack_client.secretstore import SecretStore
 from devstack_client.settings import DEPENDENCIES, ClientSettings, Dependency
-from devstack_client.tls import TrustStore, load_trust
+from devstack_client.tls import TrustStore, limit_tls_read_buffer, load_trust
 from devstack_client.usecases import (
     CacheService,
     ClusterService,
@@ -97,6 +97,7 @@ class DevStackClient:
         if self._started:
             return
         self._started = True
+        limit_tls_read_buffer(self.settings.tls_read_buffer)
         try:
             await self.vault.start()
             self._trust = await load_trust(self.settings, self.vault)

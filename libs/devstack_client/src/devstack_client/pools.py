@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import linecache
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -536,6 +537,10 @@ class MongoPool(ManagedPool[MongoHandle]):
             appname="devstack_client",
             event_listeners=[counter],
         )
+        # PyMongo keeps the formatted stack of the client's creation (for its debug output):
+        # formatting it loaded the source of every file on the stack into linecache (0.7 MB,
+        # held for the life of the process). The formatted text is kept; the cache can go.
+        linecache.clearcache()
         return MongoHandle(client, client[secret.data["database"]], counter)
 
     async def warm_up(self) -> None:

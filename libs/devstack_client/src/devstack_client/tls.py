@@ -8,6 +8,7 @@ needs the chain as a file, the other clients take an `ssl.SSLContext` (or the PE
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import shutil
 import ssl
 import tempfile
@@ -17,6 +18,21 @@ from pathlib import Path
 from devstack_client.errors import ConfigurationError
 from devstack_client.settings import ClientSettings
 from devstack_client.vault import VaultClient
+
+
+def limit_tls_read_buffer(size: int) -> None:
+    """Make every asyncio TLS connection opened from now on read into a `size`-byte buffer.
+
+    CPython 3.11's asyncio gives each TLS connection a zero-filled read buffer of
+    `SSLProtocol.max_size` (256 KiB), resident for the connection's whole life: about 8 MB for
+    the 30-odd connections an app's pools hold, where a TLS record is at most 16 KiB.
+    asyncio has one class for every TLS connection of the process, so this is process-wide:
+    `DevStackClient.start()` applies `ClientSettings.tls_read_buffer` (16 KiB by default: one
+    record per read; the payloads here are small).
+    """
+    if size < 16 * 1024:
+        raise ValueError("a TLS read buffer smaller than one record (16 KiB) only costs reads")
+    asyncio.sslproto.SSLProtocol.max_size = size
 
 
 def ssl_context(ca_pem: str) -> ssl.SSLContext:

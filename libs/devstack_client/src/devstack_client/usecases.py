@@ -475,7 +475,11 @@ class QueueService:
         )
         async with self._pool.channel("publish") as channel:
             if declare:
-                await channel.declare_queue(queue, durable=True)
+                # Declared on the underlying channel: aio-pika's robust channel keeps every queue
+                # object declared through it (to redeclare after a reconnect), one more per
+                # publish, never freed. The queue is durable: the broker keeps it anyway.
+                underlay = await channel.get_underlay_channel()
+                await underlay.queue_declare(queue, durable=True)
             try:
                 await channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
             except aio_pika.exceptions.DeliveryError as exc:
@@ -491,10 +495,13 @@ class QueueService:
         taken: list[ConsumedMessage] = []
         rejected = 0
         async with self._pool.channel("consume") as channel:
+            # Does it exist? Asked of the broker each time, keeping nothing (see publish).
+            underlay = await channel.get_underlay_channel()
             try:
-                handle = await channel.get_queue(queue, ensure=True)
+                await underlay.queue_declare(queue, passive=True)
             except aiormq.exceptions.ChannelNotFoundEntity as exc:
                 raise NotFound(f"queue {queue!r} does not exist") from exc
+            handle = await channel.get_queue(queue, ensure=False)
             for _ in range(max_messages):
                 incoming = await handle.get(no_ack=False, fail=False)
                 if incoming is None:

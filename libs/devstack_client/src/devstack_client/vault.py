@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import math
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -152,6 +153,22 @@ class _Reachability:
 # -- the client -----------------------------------------------------------------------------
 
 
+def vault_trust(settings: ClientSettings) -> ssl.SSLContext | bool:
+    """What the Vault connection verifies against, without loading certifi when it is not used.
+
+    httpx's default (`True`) loads certifi's ~140 CA certificates into every client: 3.6 MB
+    of resident memory. Plain HTTP (loopback only, see ClientSettings) gets a context that
+    trusts nothing: nothing over it speaks TLS, and a redirect to https fails. HTTPS trusts the
+    stack's CA file when there is one, else the system's CAs.
+    """
+    if settings.resolved_vault_addr.startswith("http://"):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca_file = settings.resolved_ca_file
+    if ca_file is not None and ca_file.is_file():
+        return ssl.create_default_context(cafile=str(ca_file))
+    return True
+
+
 class VaultClient:
     def __init__(
         self,
@@ -170,6 +187,7 @@ class VaultClient:
             base_url=settings.resolved_vault_addr,
             timeout=settings.vault_timeout,
             transport=transport,
+            verify=vault_trust(settings),
         )
         self._static = settings.vault_token is not None
         self._token: str | None = None
