@@ -10,7 +10,6 @@ import random
 import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack_cli import appenv
 from tests.conftest import StackUnderTest
 from tests.parity.compare import assert_problem, describe
 from tests.parity.implementations import PYTHON_APPS
@@ -63,7 +63,10 @@ def app_process(
     )
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", app], env=environment, stdout=out, stderr=subprocess.STDOUT
+            [str(appenv.python(stack.settings, app)), "-m", app],
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         yield f"http://127.0.0.1:{port}", process

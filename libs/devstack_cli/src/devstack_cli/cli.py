@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from devstack_cli import engine, tools
+from devstack_cli import appenv, engine, tools
 from devstack_cli.engine import ServiceState
 from devstack_cli.settings import Settings
 from devstack_cli.stack import UnknownProfileError, UnknownServiceError, stack
@@ -120,6 +120,16 @@ def install_missing(s: Settings, services: list[str]) -> None:
         fail(f"missing: {names}. Install with:\n  {lines}", EXIT_ENVIRONMENT)
 
 
+def prepare_apps(s: Settings, profile: str) -> None:
+    """Each API gets an environment of its own, synced from uv.lock (devstack_cli.appenv)."""
+    for service in stack().in_profile(profile):
+        if service.kind == "api":
+            try:
+                appenv.sync(s, service.name, s.state.logs / "setup.log")
+            except RuntimeError as exc:
+                fail(str(exc), EXIT_ENVIRONMENT)
+
+
 @app.command()
 def up(
     profile: Annotated[str, typer.Option(help="minimal | standard")] = "standard",
@@ -140,6 +150,7 @@ def up(
         raise typer.Exit(0 if healthy else EXIT_FAILED)
     s.state.logs.mkdir(parents=True, exist_ok=True)
     install_missing(s, services)
+    prepare_apps(s, profile)
     taken = engine.taken_ports(s, profile)
     if taken:
         port, label = taken[0]

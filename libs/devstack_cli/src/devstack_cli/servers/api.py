@@ -1,7 +1,8 @@
 """The Python reference APIs (code_first, api_first): one process each, health-gated.
 
 Each app is configured like a server: its launcher logs in with the app's own AppRole, issues
-the app's certificate (for HTTPS) and execs `python -m <app>` with only what the app needs: where
+the app's certificate (for HTTPS) and execs `python -m <app>`, from the app's own environment
+(devstack_cli.appenv, prepared by `up`), with only what the app needs: where
 its AppRole's role-id and secret-id files are (the app logs in itself, and keeps its token
 alive), the CA chain, the port offset, its ports and its certificate. The supervisor calls it
 ready when `/health` (liveness) answers on its HTTP port.
@@ -10,8 +11,8 @@ ready when `/health` (liveness) answers on its HTTP port.
 from __future__ import annotations
 
 import os
-import sys
 
+from devstack_cli import appenv
 from devstack_cli.plan import Probe, ProcessSpec
 from devstack_cli.servers.base import Exec, Launch, PlanContext
 
@@ -41,4 +42,7 @@ def launch(ctx: Launch) -> Exec:
             "MALLOC_ARENA_MAX": "2",  # one event loop thread: more glibc arenas only hold RSS
         }
     )
-    return Exec([sys.executable, "-m", name], env=env)
+    python = appenv.python(ctx.settings, name)
+    if not python.exists():
+        raise FileNotFoundError(f"{python} is missing: `devstack up` prepares it")
+    return Exec([str(python), "-m", name], env=env)

@@ -1,0 +1,62 @@
+"""Each app runs from its own environment, holding only what its package declares.
+
+`devstack up` syncs `<state>/envs/<app>` from uv.lock (devstack_cli.appenv); the launcher execs
+the app with that environment's Python. The workspace's tools (typer, rich, cryptography,
+pytest, schemathesis) are not there, so the app neither loads them (structlog, httpx and redis-py
+import them when they find them) nor depends on them without declaring it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from devstack_cli import appenv
+from tests.conftest import StackUnderTest
+from tests.parity.implementations import PYTHON_APPS
+
+pytestmark = pytest.mark.integration
+
+WORKSPACE_ONLY = ("typer", "rich", "pygments", "cryptography", "pytest", "schemathesis", "uv")
+
+
+def app_pid(stack: StackUnderTest, app: str) -> int:
+    processes = stack.status()["services"][app]["processes"]
+    pid: int = processes[0]["pid"]
+    return pid
+
+
+@pytest.mark.parametrize("app", PYTHON_APPS)
+def test_the_app_runs_from_its_own_environment(stack: StackUnderTest, app: str) -> None:
+    pid = app_pid(stack, app)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    python = appenv.python(stack.settings, app)
+    assert argv[:3] == [str(python).encode(), b"-m", app.encode()]
+    environment = str(appenv.environment_dir(stack.settings, app))
+    mapped = {
+        line.split()[-1]
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+        if "site-packages" in line
+    }
+    assert mapped, "no extension module mapped: is this the app?"
+    assert all(path.startswith(environment) for path in mapped), mapped
+    assert not [path for path in mapped if "cryptography" in path]
+
+
+@pytest.mark.parametrize("app", PYTHON_APPS)
+def test_the_environment_holds_no_workspace_tool(stack: StackUnderTest, app: str) -> None:
+    python = appenv.python(stack.settings, app)
+    probe = (
+        "import importlib.util, sys; "
+        "print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m)))"
+    )
+    found = subprocess.run(
+        [str(python), "-c", probe, *WORKSPACE_ONLY, "fastapi", "asyncmy", app],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    assert found == ["fastapi", "asyncmy", app]

@@ -1,0 +1,29 @@
+"""Each API's own environment (devstack_cli.appenv): where it lives, and a failure that says where
+to look. Syncing a real one is proven by every `devstack up` of the integration tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devstack_cli import appenv
+from devstack_cli.settings import Settings
+
+
+def test_each_app_has_an_environment_in_the_state_folder(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    assert appenv.environment_dir(settings, "code_first") == tmp_path / "envs" / "code_first"
+    assert appenv.python(settings, "api_first") == tmp_path / "envs/api_first/bin/python"
+    assert appenv.project_name("code_first") == "code-first"
+
+
+def test_an_unknown_package_fails_naming_the_log(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    log = tmp_path / "logs" / "setup.log"
+    with pytest.raises(
+        RuntimeError, match=f"could not prepare the no_such_app environment; see {log}"
+    ):
+        appenv.sync(settings, "no_such_app", log)
+    assert "no-such-app" in log.read_text()
+    assert not appenv.python(settings, "no_such_app").exists()
