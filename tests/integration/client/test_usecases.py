@@ -33,7 +33,11 @@ async def test_query_and_item_crud(client: DevStackClient, backend: Backend) -> 
     second = await repo.create(ItemCreate(name="second"))
     assert (await repo.get(first.id)) == first
     newest = (await repo.list(limit=2)).items
-    assert [i.id for i in newest] == [second.id, first.id], "newest first"
+    # Newest first; timestamps have millisecond precision (all three backends store that), so
+    # two items created in one millisecond are ordered by id, larger first.
+    expected = sorted([first, second], key=lambda i: (i.created_at, i.id), reverse=True)
+    assert [i.id for i in newest] == [i.id for i in expected], "newest first"
+    assert second.created_at >= first.created_at
     await repo.delete(first.id)
     with pytest.raises(NotFound):
         await repo.get(first.id)
