@@ -52,12 +52,15 @@ def test_the_generator_is_the_pinned_one(generate: ModuleType) -> None:
 
 @pytest.fixture
 def changed_spec(tmp_path: Path) -> Path:
-    """The contract with one schema description and one parameter bound changed."""
+    """The contract with a field's description, a schema's description (the operation table's
+    SCHEMA_DESCRIPTIONS) and a parameter's bound changed."""
     text = SPEC.read_text(encoding="utf-8")
-    changed = text.replace("A new item. Unknown", "A new item at all. Unknown", 1).replace(
-        "        default: 20\n", "        default: 25\n", 1
+    changed = (
+        text.replace("The KV v2 version of the secret.", "The KV v2 version, changed.", 1)
+        .replace("A new item. Unknown", "A new item at all. Unknown", 1)
+        .replace("        default: 20\n", "        default: 25\n", 1)
     )
-    assert changed.count("at all") == 1 and "default: 25" in changed
+    assert "version, changed" in changed and "at all" in changed and "default: 25" in changed
     path = tmp_path / "devstack.yaml"
     path.write_text(changed, encoding="utf-8")
     return path
@@ -73,4 +76,5 @@ def test_the_operations_check_fails_when_the_contract_changes(
     generate: ModuleType, changed_spec: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert generate.run_operations(check=True, spec=changed_spec) == 1
-    assert "default=25" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "default=25" in out and "A new item at all" in out

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from devstack_client import (
@@ -20,7 +20,7 @@ from devstack_client import (
     NotFound,
     RateLimitDecision,
 )
-from devstack_web import StackDep, WebSettings, create_app
+from devstack_web import StackDep, WebSettings, contract_router, create_app
 
 
 class FakeStack:
@@ -37,7 +37,7 @@ class Thing(BaseModel):
     count: int = 0
 
 
-router = APIRouter()
+router = contract_router()
 
 
 @router.get("/examples/ok")

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api_first.generated.operations import CONTRACT_VERSION, OPERATIONS
+from api_first.generated.operations import CONTRACT_VERSION, OPERATIONS, SCHEMA_DESCRIPTIONS
 from api_first.handlers import IMPLEMENTATION
 from api_first.routes import build_router
 from devstack_web import PROBLEM_MEDIA_TYPE, problem_responses
@@ -21,5 +21,9 @@ def create_app(**kwargs: Any) -> FastAPI:
     }
     router = build_router(problems=problem_responses(sorted(errors)))
     return create_web_app(
-        implementation=IMPLEMENTATION, routers=[router], version=CONTRACT_VERSION, **kwargs
+        implementation=IMPLEMENTATION,
+        routers=[router],
+        version=CONTRACT_VERSION,
+        schema_descriptions=SCHEMA_DESCRIPTIONS,
+        **kwargs,
     )

@@ -24,6 +24,7 @@ from api_first.contract import Operation, Parameter
 from api_first.generated import models
 from api_first.generated.operations import OPERATIONS
 from api_first.handlers import HANDLERS, Handler
+from devstack_web import contract_router
 
 # Handler parameters that are not contract parameters: the client, the response (for a status
 # or a header), and the request body.
@@ -160,7 +161,7 @@ def build_router(
         raise ContractMismatch(
             f"operations without a handler: {missing}; handlers without an operation: {extra}"
         )
-    router = APIRouter()
+    router = contract_router()
     for op in operations:
         default = next(r for r in op.responses if r.status == op.default_status)
         options: dict[str, Any] = {}

@@ -16,7 +16,7 @@ from pydantic import AfterValidator
 from code_first import models as m
 from devstack_client import BACKENDS, Backend, NotFound
 from devstack_client import ItemCreate as LibItemCreate
-from devstack_web import CONTRACT_VERSION, StackDep, problem_responses
+from devstack_web import CONTRACT_VERSION, StackDep, contract_router, problem_responses
 
 IMPLEMENTATION: Final = "code_first"
 HEALTH_RETRY_AFTER_SECONDS = 5
@@ -90,8 +90,8 @@ RedisNodeAddress = Annotated[str, Path(min_length=1, description="A node as host
 
 # -- service and health --------------------------------------------------------------------------
 
-service = APIRouter(tags=["service"])
-health = APIRouter(tags=["health"])
+service = contract_router(tags=["service"])
+health = contract_router(tags=["health"])
 
 
 @service.get("/", operation_id="serviceInfo", summary="Service information and links")
@@ -164,7 +164,7 @@ async def health_service(stack: StackDep, service: HealthService) -> JSONRespons
 
 # -- vault ---------------------------------------------------------------------------------------
 
-vault = APIRouter(tags=["vault"], prefix="/examples/vault")
+vault = contract_router(tags=["vault"], prefix="/examples/vault")
 
 
 @vault.get(
@@ -193,7 +193,7 @@ async def vault_get_secret_key(
 
 
 def database_router(backend: Backend, label: str) -> APIRouter:
-    router = APIRouter(tags=[backend], prefix=f"/examples/{backend}")
+    router = contract_router(tags=[backend], prefix=f"/examples/{backend}")
 
     @router.get(
         "/query",
@@ -257,7 +257,7 @@ databases = [database_router(backend, _LABELS[backend]) for backend in BACKENDS]
 
 # -- cache ---------------------------------------------------------------------------------------
 
-cache = APIRouter(tags=["cache"], prefix="/examples/cache")
+cache = contract_router(tags=["cache"], prefix="/examples/cache")
 
 
 @cache.get(
@@ -302,7 +302,7 @@ async def cache_delete(stack: StackDep, key: CacheKey) -> Response:
 
 # -- messaging -----------------------------------------------------------------------------------
 
-messaging = APIRouter(tags=["messaging"], prefix="/examples/messaging/queues")
+messaging = contract_router(tags=["messaging"], prefix="/examples/messaging/queues")
 
 
 @messaging.get(
@@ -343,7 +343,7 @@ async def messaging_consume(
 
 # -- the Redis cluster ---------------------------------------------------------------------------
 
-redis = APIRouter(tags=["redis"], prefix="/examples/redis")
+redis = contract_router(tags=["redis"], prefix="/examples/redis")
 
 
 @redis.get(

@@ -1,9 +1,9 @@
 """devstack_web: what both FastAPI reference apps share.
 
 ```python
-from devstack_web import StackDep, create_app, serve
+from devstack_web import StackDep, contract_router, create_app, serve
 
-router = APIRouter()
+router = contract_router()
 
 @router.get("/examples/postgres/query")
 async def postgres_query(stack: StackDep) -> QueryResult:
@@ -20,6 +20,7 @@ from devstack_web.app import (
     CONTRACT_TITLE,
     CONTRACT_VERSION,
     StackDep,
+    contract_router,
     create_app,
     default_client,
     get_stack,
@@ -55,6 +56,7 @@ __all__ = [
     "Problem",
     "StackDep",
     "WebSettings",
+    "contract_router",
     "create_app",
     "default_client",
     "field_errors",

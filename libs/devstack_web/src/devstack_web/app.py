@@ -14,13 +14,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 from pydantic.json_schema import SkipJsonSchema
 
@@ -35,7 +36,7 @@ from devstack_client import (
 )
 from devstack_web.handlers import install_handlers
 from devstack_web.middleware import CatchAllMiddleware, GuardMiddleware
-from devstack_web.problems import PROBLEM_MEDIA_TYPE
+from devstack_web.problems import PROBLEM_SCHEMA_REF, problem_schemas
 from devstack_web.settings import WebSettings
 
 log = structlog.get_logger("devstack_web")
@@ -77,6 +78,12 @@ async def request_id_header(
     """Declares the header on every operation; RequestIdMiddleware does the work."""
 
 
+def contract_router(**kwargs: Any) -> APIRouter:
+    """An APIRouter for contract routes (`kwargs` as for APIRouter): each of its routes declares
+    the X-Request-ID header. create_app takes the routes of such routers as they are."""
+    return APIRouter(dependencies=[Depends(request_id_header)], **kwargs)
+
+
 ClientFactory = Callable[[Metrics], DevStackClient]
 
 
@@ -93,13 +100,16 @@ def create_app(
     client_factory: ClientFactory = default_client,
     title: str = CONTRACT_TITLE,
     version: str = CONTRACT_VERSION,
+    schema_descriptions: Mapping[str, str] | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
-    """The app: `routers` included as they are, plus the shared machinery above.
+    """The app: the routes of `routers` (made by contract_router), plus the shared machinery
+    above.
 
     `client_factory(metrics)` makes the DevStackClient at startup, sharing the app's Metrics
     (`app.state.metrics`); tests give a fake one, or set `app.state.stack` themselves and skip
-    the lifespan."""
+    the lifespan. `schema_descriptions` (by component name) replace the models' own in the
+    OpenAPI document."""
     web = settings if settings is not None else WebSettings()
     metrics = Metrics()
 
@@ -126,8 +136,16 @@ def create_app(
     app.state.metrics = metrics
     app.state.web_settings = web
     app.state.rate_limiter = None
+    # The routes join the app's own router as they are. include_router would have FastAPI build
+    # each of them again for the app (its parameters' and responses' validators and serializers:
+    # about 1 MB for the contract's 32 routes, measured in docs/apps.md).
     for router in routers:
-        app.include_router(router, dependencies=[Depends(request_id_header)])
+        for route in router.routes:
+            if isinstance(route, APIRoute) and not any(
+                d.dependency is request_id_header for d in route.dependencies
+            ):
+                raise ValueError(f"{route.path}: its router was not made by contract_router()")
+        app.router.routes.extend(router.routes)
     install_handlers(app)
 
     # add_middleware puts each one outside the previous: this reads innermost first.
@@ -155,7 +173,7 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = shape_openapi(generate())
+            app.openapi_schema = shape_openapi(generate(), schema_descriptions or {})
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -172,21 +190,24 @@ def _operations(schema: dict[str, Any]) -> Iterable[dict[str, Any]]:
                 yield operation
 
 
-def shape_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+def shape_openapi(
+    schema: dict[str, Any], schema_descriptions: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     for operation in _operations(schema):
         responses: dict[str, Any] = operation.get("responses", {})
         fastapi_422 = responses.get("422", {}).get("content", {}).get("application/json", {})
         if fastapi_422.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
             del responses["422"]
-        for status, response in responses.items():
-            content = response.get("content", {})
-            if status[:1] in ("4", "5") and "application/json" in content:
-                ref = content["application/json"].get("schema", {}).get("$ref", "")
-                if ref.endswith("/Problem"):
-                    content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+        for response in responses.values():
             response.setdefault("headers", {})
             response["headers"] = {"X-Request-ID": REQUEST_ID_HEADER_SPEC, **response["headers"]}
-    components = schema.get("components", {}).get("schemas", {})
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    if PROBLEM_SCHEMA_REF in str(schema.get("paths", {})):
+        for name, definition in problem_schemas().items():
+            components.setdefault(name, definition)
+    for name, description in (schema_descriptions or {}).items():
+        if name in components:
+            components[name]["description"] = description
     if "/HTTPValidationError'" not in str(schema.get("paths", {})):
         for name in ("HTTPValidationError", "ValidationError"):
             components.pop(name, None)

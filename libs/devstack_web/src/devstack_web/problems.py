@@ -11,9 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+from fastapi.encoders import jsonable_encoder
+from fastapi.openapi.models import Schema
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 from devstack_client import current_request_id
 
@@ -49,9 +51,17 @@ class FieldError(BaseModel):
 
 
 class Problem(BaseModel):
-    """The contract's `Problem`: closed, `type` always about:blank, `title` the reason phrase."""
-
-    model_config = ConfigDict(extra="forbid")
+    # The description is configuration, not a docstring: the apps run with -OO.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "description": (
+                "An RFC 9457 problem document. Closed, so that every implementation sends the "
+                "same members. `detail` is written by the implementation and never contains raw "
+                "exception text or a secret value."
+            )
+        },
+    )
 
     type: Literal["about:blank"]
     title: str = Field(min_length=1)
@@ -152,14 +162,22 @@ RATE_LIMIT_HEADERS: dict[str, Any] = {
 }
 
 
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+_PROBLEM_CONTENT = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}}
+
+
 def problem_responses(statuses: Iterable[int]) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: each error status as a problem+json response, with its headers
-    (create_app moves the schema to `application/problem+json` in the OpenAPI document)."""
+    """`responses=` for a route: each error status as a problem+json response, with its headers.
+
+    The schema is a reference (`problem_schemas()` adds its target to the document), not
+    `model: Problem`: FastAPI builds a validator and a serializer for every response model of
+    every route, and these are documentation only (problem bodies are built by problem_body).
+    """
     declared: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         entry: dict[str, Any] = {
-            "model": Problem,
             "description": _DESCRIPTIONS.get(status, reason(status)),
+            "content": _PROBLEM_CONTENT,
         }
         if status == 429:
             entry["headers"] = RATE_LIMIT_HEADERS
@@ -167,3 +185,15 @@ def problem_responses(statuses: Iterable[int]) -> dict[int | str, dict[str, Any]
             entry["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
         declared[status] = entry
     return declared
+
+
+def problem_schemas() -> dict[str, dict[str, Any]]:
+    """`Problem` and the schemas it uses, as OpenAPI components, shaped as FastAPI shapes the
+    ones it generates (through its OpenAPI model: no nulls, numbers as floats)."""
+    _, definitions = models_json_schema(
+        [(Problem, "serialization")], ref_template="#/components/schemas/{model}"
+    )
+    return {
+        name: jsonable_encoder(Schema.model_validate(schema), by_alias=True, exclude_none=True)
+        for name, schema in definitions["$defs"].items()
+    }

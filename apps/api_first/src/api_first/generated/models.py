@@ -88,10 +88,6 @@ class HealthCheck(ContractModel):
 
 
 class VaultSecret(ContractModel):
-    """
-    A secret with its secret-looking values masked: a key is masked when its name, lowercased, contains `password`, `passwd`, `passphrase`, `pwd`, `secret`, `token`, `key`, `credential`, `private`, `auth`, `cookie`, `dsn`, `signature` or `role_id`; its value is then exactly `********`.
-    """
-
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -133,10 +129,6 @@ class DatabaseQueryResult(ContractModel):
 
 
 class ItemCreate(ContractModel):
-    """
-    A new item. Unknown members are refused (422).
-    """
-
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -153,10 +145,6 @@ class ItemCreate(ContractModel):
 
 
 class Item(ContractModel):
-    """
-    A stored item. `id` is opaque: a UUID in postgres and mysql, an ObjectId's 24 hex digits in mongodb; clients must not rely on either form.
-    """
-
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -170,10 +158,6 @@ class Item(ContractModel):
 
 
 class ItemList(ContractModel):
-    """
-    Items, newest first (by created_at, then id, both descending).
-    """
-
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -305,10 +289,6 @@ class RedisClusterSlots(ContractModel):
 
 
 class RedisClusterInfo(ContractModel):
-    """
-    The fields of CLUSTER INFO that describe the cluster, under Redis's own names.
-    """
-
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -325,10 +305,6 @@ class RedisClusterInfo(ContractModel):
 
 
 class RedisNodeInfo(ContractModel):
-    """
-    A summary of one node's INFO.
-    """
-
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -348,10 +324,6 @@ class RedisNodeInfo(ContractModel):
 
 
 class Problem(ContractModel):
-    """
-    An RFC 9457 problem document. Closed, so that every implementation sends the same members. `detail` is written by the implementation and never contains raw exception text or a secret value.
-    """
-
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -408,10 +380,6 @@ class ServiceInfo(ContractModel):
 
 
 class HealthReport(ContractModel):
-    """
-    `status` is the worst of the checks' (healthy, then degraded, then unhealthy); the HTTP status is 200 when it is healthy, 503 otherwise. `checks` has one entry per dependency checked, keyed by its name.
-    """
-
     model_config = ConfigDict(
         extra="forbid",
     )
@@ -423,10 +391,6 @@ class HealthReport(ContractModel):
 
 
 class JsonObject(RootModel[dict[str, JsonValue | None]]):
-    """
-    Any JSON object.
-    """
-
     root: dict[str, JsonValue | None]
 
 

@@ -1933,3 +1933,20 @@ OPERATIONS: tuple[Operation, ...] = (
         ),
     ),
 )
+
+# The description of each schema that has one, for the served OpenAPI document.
+SCHEMA_DESCRIPTIONS: dict[str, str] = {
+    "Problem": "An RFC 9457 problem document. Closed, so that every implementation sends the same members. `detail` is written by the implementation and never contains raw exception text or a secret value.",
+    "RequestId": "A sane request id: the caller's, when it matches, else a generated lowercase UUID v4.",
+    "HealthReport": "`status` is the worst of the checks' (healthy, then degraded, then unhealthy); the HTTP status is 200 when it is healthy, 503 otherwise. `checks` has one entry per dependency checked, keyed by its name.",
+    "HealthStatus": "healthy: serves fully. degraded: still serves, but not fully (Vault unreachable while every secret is served from the cache). unhealthy: cannot serve.",
+    "VaultSecret": "A secret with its secret-looking values masked: a key is masked when its name, lowercased, contains `password`, `passwd`, `passphrase`, `pwd`, `secret`, `token`, `key`, `credential`, `private`, `auth`, `cookie`, `dsn`, `signature` or `role_id`; its value is then exactly `********`.",
+    "ItemCreate": "A new item. Unknown members are refused (422).",
+    "Item": "A stored item. `id` is opaque: a UUID in postgres and mysql, an ObjectId's 24 hex digits in mongodb; clients must not rely on either form.",
+    "ItemList": "Items, newest first (by created_at, then id, both descending).",
+    "JsonObject": "Any JSON object.",
+    "JsonValue": "Any JSON value, typed recursively rather than left as `{}`.",
+    "RedisAddress": "A node's `host:port`, as the cluster announces it.",
+    "RedisClusterInfo": "The fields of CLUSTER INFO that describe the cluster, under Redis's own names.",
+    "RedisNodeInfo": "A summary of one node's INFO.",
+}
