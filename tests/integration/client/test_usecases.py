@@ -215,11 +215,22 @@ async def test_tls_connections_read_into_the_configured_buffer(client: DevStackC
     finally:
         await client.queues.delete("devstack.client.big")
     await asyncio.gather(*(client.health() for _ in range(8)))  # every pool has connections
-    buffers = [
-        len(o._ssl_buffer) for o in gc.get_objects() if isinstance(o, asyncio.sslproto.SSLProtocol)
-    ]
-    assert len(buffers) >= 6  # Vault is plain HTTP; every other server is TLS
-    assert set(buffers) == {client.settings.tls_read_buffer} == {16 * 1024}
+    protocols = [o for o in gc.get_objects() if isinstance(o, asyncio.sslproto.SSLProtocol)]
+    assert len(protocols) >= 6  # Vault is plain HTTP; every other server is TLS
+    buffers = {len(p._ssl_buffer) for p in protocols}
+    assert buffers == {client.settings.tls_read_buffer} == {16 * 1024}
+
+
+async def test_every_pool_but_mongodbs_connects_with_one_ssl_context(
+    client: DevStackClient,
+) -> None:
+    """One context for PostgreSQL, MariaDB, Redis and RabbitMQ; PyMongo builds its own from the
+    CA file (it takes no context)."""
+    await asyncio.gather(*(client.health() for _ in range(8)))  # every pool has connections
+    protocols = [o for o in gc.get_objects() if isinstance(o, asyncio.sslproto.SSLProtocol)]
+    contexts = {id(p._sslcontext) for p in protocols}
+    assert len(protocols) >= 6
+    assert len(contexts) == 2
 
 
 async def test_publish_and_consume_keep_no_object_per_call(client: DevStackClient) -> None:

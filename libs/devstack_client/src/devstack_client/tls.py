@@ -12,7 +12,7 @@ import asyncio.sslproto
 import shutil
 import ssl
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack_client.errors import ConfigurationError
@@ -49,9 +49,14 @@ class TrustStore:
     ca_pem: str
     ca_file: Path
     _tmpdir: Path | None = None
+    _context: ssl.SSLContext | None = field(default=None, repr=False)
 
     def ssl_context(self) -> ssl.SSLContext:
-        return ssl_context(self.ca_pem)
+        """The client context every pool connects with: one for all (each connection takes its
+        own SSL object from it; a context per pool would only hold more memory)."""
+        if self._context is None:
+            self._context = ssl_context(self.ca_pem)
+        return self._context
 
     def close(self) -> None:
         if self._tmpdir is not None:
