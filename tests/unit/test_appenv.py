@@ -18,6 +18,18 @@ def test_each_app_has_an_environment_in_the_state_folder(tmp_path: Path) -> None
     assert appenv.project_name("code_first") == "code-first"
 
 
+def test_an_app_runs_optimized_from_its_environment(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    assert appenv.command(settings, "code_first") == [
+        str(tmp_path / "envs/code_first/bin/python"),
+        "-OO",
+        "-X",
+        "no_debug_ranges",
+        "-m",
+        "code_first",
+    ]
+
+
 def test_an_unknown_package_fails_naming_the_log(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path)
     log = tmp_path / "logs" / "setup.log"

@@ -1,7 +1,8 @@
 """Each app runs from its own environment, holding only what its package declares.
 
-`devstack up` syncs `<state>/envs/<app>` from uv.lock (devstack_cli.appenv); the launcher execs
-the app with that environment's Python. The workspace's tools (typer, rich, cryptography,
+`devstack up` syncs `<state>/envs/<app>` from uv.lock and compiles its bytecode optimized
+(devstack_cli.appenv); the launcher execs the app with that environment's Python, optimized.
+The workspace's tools (typer, rich, cryptography,
 pytest, schemathesis) are not there, so the app neither loads them (structlog, httpx and redis-py
 import them when they find them) nor depends on them without declaring it.
 """
@@ -32,8 +33,8 @@ def app_pid(stack: StackUnderTest, app: str) -> int:
 def test_the_app_runs_from_its_own_environment(stack: StackUnderTest, app: str) -> None:
     pid = app_pid(stack, app)
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    python = appenv.python(stack.settings, app)
-    assert argv[:3] == [str(python).encode(), b"-m", app.encode()]
+    assert [a.decode() for a in argv[:-1]] == appenv.command(stack.settings, app)
+    assert argv[1:4] == [b"-OO", b"-X", b"no_debug_ranges"]
     environment = str(appenv.environment_dir(stack.settings, app))
     mapped = {
         line.split()[-1]
@@ -60,3 +61,24 @@ def test_the_environment_holds_no_workspace_tool(stack: StackUnderTest, app: str
         timeout=60,
     ).stdout.split()
     assert found == ["fastapi", "asyncmy", app]
+
+
+@pytest.mark.parametrize("app", PYTHON_APPS)
+def test_the_environment_holds_bytecode_compiled_for_minus_oo(
+    stack: StackUnderTest, app: str
+) -> None:
+    """Third-party and the checkout's modules alike: the app never compiles at import."""
+    probe = (
+        "import importlib.util as u, os, sys; "
+        "print(' '.join(m for m in sys.argv[1:] "
+        "if not os.path.exists(u.cache_from_source(u.find_spec(m).origin))))"
+    )
+    modules = ["fastapi.routing", "pydantic.main", "redis.commands.core", "devstack_client.pools"]
+    missing = subprocess.run(
+        [*appenv.command(stack.settings, app)[:-2], "-c", probe, *modules, f"{app}.app"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    assert missing == []

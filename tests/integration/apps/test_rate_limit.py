@@ -63,7 +63,7 @@ def app_process(
     )
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(appenv.python(stack.settings, app)), "-m", app],
+            appenv.command(stack.settings, app),
             env=environment,
             stdout=out,
             stderr=subprocess.STDOUT,

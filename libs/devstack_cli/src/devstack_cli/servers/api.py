@@ -1,8 +1,8 @@
 """The Python reference APIs (code_first, api_first): one process each, health-gated.
 
 Each app is configured like a server: its launcher logs in with the app's own AppRole, issues
-the app's certificate (for HTTPS) and execs `python -m <app>`, from the app's own environment
-(devstack_cli.appenv, prepared by `up`), with only what the app needs: where
+the app's certificate (for HTTPS) and execs `python -OO -m <app>`, from the app's own
+environment (devstack_cli.appenv, prepared by `up`), with only what the app needs: where
 its AppRole's role-id and secret-id files are (the app logs in itself, and keeps its token
 alive), the CA chain, the port offset, its ports and its certificate. The supervisor calls it
 ready when `/health` (liveness) answers on its HTTP port.
@@ -40,9 +40,11 @@ def launch(ctx: Launch) -> Exec:
             "DEVSTACK_API_TLS_CERT_FILE": str(tls.cert),
             "DEVSTACK_API_TLS_KEY_FILE": str(tls.key),
             "MALLOC_ARENA_MAX": "2",  # one event loop thread: more glibc arenas only hold RSS
+            # No pydantic plugin is installed: skip reading every distribution's entry points.
+            "PYDANTIC_DISABLE_PLUGINS": "1",
         }
     )
     python = appenv.python(ctx.settings, name)
     if not python.exists():
         raise FileNotFoundError(f"{python} is missing: `devstack up` prepares it")
-    return Exec([str(python), "-m", name], env=env)
+    return Exec(appenv.command(ctx.settings, name), env=env)
