@@ -179,6 +179,7 @@ async def drive(
     ops = mix(queue)
     latencies: dict[str, list[float]] = {name: [] for name, _, _ in ops}
     statuses: dict[str, Counter[int]] = {name: Counter() for name, _, _ in ops}
+    transport_errors: dict[str, Counter[str]] = {name: Counter() for name, _, _ in ops}
     unexpected: list[str] = []
     sent = 0
     counter = iter(range(10**9))
@@ -190,7 +191,13 @@ async def drive(
                 return
             name, run, ok = ops[i % len(ops)]
             started = time.perf_counter()
-            responses = await run(client, i)
+            try:
+                responses = await run(client, i)
+            except httpx.TransportError as exc:  # no answer at all: a failure, counted
+                transport_errors[name][type(exc).__name__] += 1
+                if len(unexpected) < 5:
+                    unexpected.append(f"{name}: {type(exc).__name__} {exc}".strip())
+                continue
             elapsed = time.perf_counter() - started
             sent += len(responses)
             latencies[name].append(elapsed / len(responses))
@@ -207,6 +214,7 @@ async def drive(
     elapsed = time.perf_counter() - started
     every = [v for values in latencies.values() for v in values]
     bad = sum(n for name, _, ok in ops for s, n in statuses[name].items() if s not in ok)
+    bad += sum(sum(c.values()) for c in transport_errors.values())
     return {
         "requests": sent,
         "concurrency": concurrency,
@@ -225,6 +233,7 @@ async def drive(
             name: round(percentile(v, 99) * 1000, 2) for name, v in latencies.items() if v
         },
         "statuses": {name: dict(sorted(c.items())) for name, c in statuses.items()},
+        "transport_errors": {name: dict(c) for name, c in transport_errors.items() if c},
         "undocumented_or_failed": bad,
         "first_failures": unexpected,
     }
