@@ -173,7 +173,7 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = shape_openapi(generate(), schema_descriptions or {})
+            app.openapi_schema = shape_openapi(generate(), schema_descriptions)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
