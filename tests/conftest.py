@@ -7,6 +7,7 @@ wipe a stack start their own (see test_lifecycle.py).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -15,7 +16,8 @@ import ssl
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,18 @@ from devstack_cli.stack import stack as service_table
 from devstack_cli.vault import Vault, login_as
 
 TEST_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_PORT_OFFSET", "100"))
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.5
+) -> None:
+    """Poll `condition` until it holds; fail the test after `timeout` seconds, naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def new_state_dir(name: str) -> Path:

@@ -4,24 +4,14 @@ working; MySQL started again, both apps recover by themselves."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
 
-from tests.conftest import StackUnderTest
+from tests.conftest import StackUnderTest, wait_for
 from tests.parity.compare import assert_problem, describe, schema_errors
 
 pytestmark = pytest.mark.integration
-
-
-async def wait_for(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.5)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 def assert_health_503(response: httpx.Response, dependency: str, whole: bool) -> None:

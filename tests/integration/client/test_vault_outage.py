@@ -4,22 +4,12 @@ Vault is down and the credentials are stale; when Vault is back, renewal resumes
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from devstack_client import DevStackClient
-from tests.conftest import StackUnderTest
+from tests.conftest import StackUnderTest, wait_for
 from tests.integration.client.conftest import AppRole, approle_settings
-
-
-async def wait_for(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 async def use_everything(client: DevStackClient) -> None:
@@ -48,7 +38,7 @@ async def test_vault_outage(stack: StackUnderTest, short_ttl_approle: AppRole) -
                 stale = set(vault.details.get("stale_secrets") or ())
                 return vault.status != "healthy" and stale == set(client.dependencies)
 
-            await wait_for(vault_reported_down, 15, "health to report Vault down")
+            await wait_for(vault_reported_down, 15, "health to report Vault down", interval=0.2)
             report = await client.health()
             vault = report.checks["vault"]
             assert vault.status == "degraded" and vault.error == "unavailable"
@@ -72,12 +62,12 @@ async def test_vault_outage(stack: StackUnderTest, short_ttl_approle: AppRole) -
             vault = (await client.health()).checks["vault"]
             return vault.status == "healthy"
 
-        await wait_for(vault_back, 20, "health to report Vault back")
+        await wait_for(vault_back, 20, "health to report Vault back", interval=0.2)
 
         async def renewed() -> bool:
             return client.vault.renewals + client.vault.logins > renewals_before
 
-        await wait_for(renewed, 15, "the token to be renewed again")
+        await wait_for(renewed, 15, "the token to be renewed again", interval=0.2)
         assert client.secrets.stale_paths() == []
         await use_everything(client)
         await client.queues.delete("devstack.client.outage")
