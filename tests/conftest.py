@@ -1,7 +1,7 @@
 """The integration, contract and parity tests share one stack, started through `devstack up`.
 
 It runs in a fresh state folder and on ports moved by DEVSTACK_TEST_PORT_OFFSET (default 100),
-so it never touches a developer's stack. One stack serves the whole session; tests that stop or
+so it never touches a developer's stack, with the profile DEVSTACK_TEST_PROFILE (default `standard`). One stack serves the whole session; tests that stop or
 wipe a stack start their own (see test_lifecycle.py).
 """
 
@@ -35,6 +35,9 @@ from devstack_cli.stack import stack as service_table
 from devstack_cli.vault import Vault, login_as
 
 TEST_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_PORT_OFFSET", "100"))
+# The session's stack: every implementation of the contract. A profile expression such as
+# `standard+golang` runs the tests on fewer (while one is being written).
+TEST_PROFILE = os.environ.get("DEVSTACK_TEST_PROFILE", "standard")
 
 
 async def wait_for(
@@ -160,7 +163,7 @@ class StackUnderTest:
 def stack() -> Iterator[StackUnderTest]:
     under_test = StackUnderTest(new_state_dir("it"), TEST_PORT_OFFSET)
     try:
-        under_test.up("--profile", "standard")
+        under_test.up("--profile", TEST_PROFILE)
         yield under_test
     finally:
         under_test.cli("down")

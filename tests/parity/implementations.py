@@ -1,7 +1,8 @@
 """Where each implementation of the contract answers, for the parity, contract and app tests.
 
-The two FastAPI apps run in the session's stack (`devstack up`, profile `standard`); any other
-implementation joins by URL: `DEVSTACK_PARITY_URLS="golang=http://127.0.0.1:8002,nodejs=..."`.
+Every API of the session stack's profile (tests/conftest.py: `full` unless DEVSTACK_TEST_PROFILE
+says otherwise) is tested, from the service table. An implementation running elsewhere joins by
+URL: `DEVSTACK_PARITY_URLS="name=url,..."`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import StackUnderTest
+from devstack_cli.stack import stack as service_table
+from tests.conftest import TEST_PROFILE, StackUnderTest
 
 PYTHON_APPS = ("code_first", "api_first")
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi" / "devstack.yaml"
+# Every API the session's stack runs, in the table's order.
+STACK_APPS: tuple[str, ...] = tuple(
+    s.name for s in service_table().in_profile(TEST_PROFILE) if s.kind == "api"
+)
 
 
 def extra_urls() -> dict[str, str]:
@@ -32,7 +38,7 @@ def extra_urls() -> dict[str, str]:
 
 
 # Known at collection time, so that test ids name the implementations.
-IMPLEMENTATIONS: tuple[str, ...] = (*PYTHON_APPS, *extra_urls())
+IMPLEMENTATIONS: tuple[str, ...] = (*STACK_APPS, *(n for n in extra_urls() if n not in STACK_APPS))
 
 
 def app_url(stack: StackUnderTest, app: str, scheme: str = "http") -> str:
@@ -41,7 +47,7 @@ def app_url(stack: StackUnderTest, app: str, scheme: str = "http") -> str:
 
 
 def base_urls(stack: StackUnderTest) -> dict[str, str]:
-    return {**{app: app_url(stack, app) for app in PYTHON_APPS}, **extra_urls()}
+    return {**{app: app_url(stack, app) for app in STACK_APPS}, **extra_urls()}
 
 
 def load_spec() -> dict[str, Any]:

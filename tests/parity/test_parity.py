@@ -34,7 +34,7 @@ from tests.parity.compare import (
     media_type,
     schema_errors,
 )
-from tests.parity.implementations import IMPLEMENTATIONS, PYTHON_APPS, load_spec, operations
+from tests.parity.implementations import IMPLEMENTATIONS, STACK_APPS, load_spec, operations
 
 pytestmark = pytest.mark.integration
 
@@ -337,7 +337,7 @@ async def test_service_info_names_each_implementation(
     for name, client in clients.items():
         info = (await client.get("/")).json()
         assert info["version"] == version
-        if name in PYTHON_APPS:
+        if name in STACK_APPS:
             assert info["implementation"] == name
 
 

@@ -31,10 +31,36 @@ def test_profiles_name_the_documented_services() -> None:
         "api_first",
     ]
 
+    assert [s.name for s in TABLE.in_profile("full")] == [
+        *(s.name for s in TABLE.in_profile("standard")),
+        "golang",
+        "nodejs",
+        "rust",
+    ]
 
-def test_unknown_profile_names_the_choices() -> None:
-    with pytest.raises(UnknownProfileError, match="choose one of: minimal, standard"):
-        TABLE.in_profile("huge")
+
+def test_a_profile_expression_adds_services_with_what_they_come_after() -> None:
+    assert [s.name for s in TABLE.in_profile("minimal+golang")] == [
+        "vault",
+        "postgres",
+        "pgbouncer",
+        "redis",
+        "mysql",
+        "mongodb",
+        "rabbitmq",
+        "golang",
+    ]
+    assert [s.name for s in TABLE.in_profile("standard+rust+nodejs")] == [
+        *(s.name for s in TABLE.in_profile("standard")),
+        "nodejs",
+        "rust",
+    ]
+
+
+@pytest.mark.parametrize("expression", ["huge", "standard+huge", "golang", "standard+"])
+def test_unknown_profile_names_the_choices(expression: str) -> None:
+    with pytest.raises(UnknownProfileError, match="choose one of: full, minimal, standard"):
+        TABLE.in_profile(expression)
 
 
 def test_ports_follow_the_stack_table() -> None:

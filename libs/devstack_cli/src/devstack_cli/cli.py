@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from devstack_cli import appenv, engine, tools
+from devstack_cli import appenv, engine, polyglot, tools
 from devstack_cli.engine import ServiceState
 from devstack_cli.settings import Settings
 from devstack_cli.stack import UnknownProfileError, UnknownServiceError, stack
@@ -120,19 +120,39 @@ def install_missing(s: Settings, services: list[str]) -> None:
         fail(f"missing: {names}. Install with:\n  {lines}", EXIT_ENVIRONMENT)
 
 
-def prepare_apps(s: Settings, profile: str) -> None:
-    """Each API gets an environment of its own, synced from uv.lock (devstack_cli.appenv)."""
+def check_toolchains(profile: str) -> None:
+    """Before any long install: the toolchain of every polyglot API of the profile is there."""
     for service in stack().in_profile(profile):
-        if service.kind == "api":
-            try:
-                appenv.sync(s, service.name, s.state.logs / "setup.log")
-            except RuntimeError as exc:
-                fail(str(exc), EXIT_ENVIRONMENT)
+        recipe = polyglot.recipe(service.name)
+        missing = polyglot.missing_toolchains(recipe) if recipe is not None else []
+        if missing:
+            hints = "; ".join(f"{t.program}: {t.install}" for t in missing)
+            fail(f"{service.name} needs {hints}", EXIT_ENVIRONMENT)
+
+
+def prepare_apps(s: Settings, profile: str) -> None:
+    """Each Python API gets an environment of its own, synced from uv.lock (devstack_cli.appenv);
+    each other API is built once per source change (devstack_cli.polyglot)."""
+    log = s.state.logs / "setup.log"
+    for service in stack().in_profile(profile):
+        if service.kind != "api":
+            continue
+        recipe = polyglot.recipe(service.name)
+        try:
+            if recipe is None:
+                appenv.sync(s, service.name, log)
+            else:
+                built = polyglot.build(recipe, log, say=lambda line: out.print(line, markup=False))
+                polyglot.record_build(s, service.name, built)
+        except RuntimeError as exc:
+            fail(str(exc), EXIT_ENVIRONMENT)
 
 
 @app.command()
 def up(
-    profile: Annotated[str, typer.Option(help="minimal | standard")] = "standard",
+    profile: Annotated[
+        str, typer.Option(help="minimal | standard | full, or e.g. standard+golang")
+    ] = "standard",
 ) -> None:
     """Set up whatever is missing and start the stack; return once every service is healthy."""
     s = settings()
@@ -149,6 +169,7 @@ def up(
         out.print(status_table(states, s))
         raise typer.Exit(0 if healthy else EXIT_FAILED)
     s.state.logs.mkdir(parents=True, exist_ok=True)
+    check_toolchains(profile)
     install_missing(s, services)
     prepare_apps(s, profile)
     taken = engine.taken_ports(s, profile)
@@ -365,7 +386,21 @@ def doctor() -> None:
     ferret = tools.ferretdb_binary()
     mark = "[green]ok[/green]     " if ferret.exists() else "[red]missing[/red]"
     out.print(f"{mark} {'mongodb':<10} {'ferretdb':<20} {ferret if ferret.exists() else ''}")
+    toolchains_missing = False
+    for name, recipe in polyglot.RECIPES.items():
+        lacking = polyglot.missing_toolchains(recipe)
+        for chain in recipe.toolchains:
+            version = polyglot.toolchain_version(chain) or ""
+            if chain in lacking:
+                toolchains_missing = True
+                found = f"{version} (needs {chain.minimum_major}+)" if version else ""
+                out.print(f"[red]missing[/red] {name:<10} {chain.program:<20} {found}")
+                out.print(f"          {chain.install}", markup=False)
+            else:
+                out.print(f"[green]ok[/green]      {name:<10} {chain.program:<20} {version}")
     missing = tools.missing_for(services)
+    if toolchains_missing and not missing:
+        raise typer.Exit(EXIT_ENVIRONMENT)
     if missing:
         out.print(
             "\nTo install what is missing (`./devstack up` does it for you as root on "
@@ -380,7 +415,10 @@ def doctor() -> None:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def test(
     ctx: typer.Context,
-    checks: Annotated[bool, typer.Option(help="Run ruff and mypy before the tests.")] = True,
+    checks: Annotated[
+        bool,
+        typer.Option(help="Run ruff, mypy and each polyglot API's own checks before pytest."),
+    ] = True,
 ) -> None:
     """Run the whole test suite: lint, types, unit and integration tests (extra args go to pytest).
 
@@ -413,13 +451,23 @@ def test(
         if checks
         else []
     )
-    steps.append([sys.executable, "-m", "pytest", *ctx.args])
     for argv in steps:
         shown = " ".join([os.path.basename(argv[0]), *argv[1:]])
         out.print(f"[bold]$ {shown}[/bold]", markup=True)
         code = subprocess.run(argv, cwd=root).returncode
         if code:
             fail(f"`{' '.join(argv[1:3]) or argv[0]}` failed (exit {code})", EXIT_FAILED)
+    if checks:
+        for recipe in polyglot.RECIPES.values():
+            if recipe.exists() and not polyglot.run_checks(
+                recipe, say=lambda line: out.print(f"[bold]{line}[/bold]", markup=True)
+            ):
+                fail(f"the {recipe.name} checks failed ({recipe.folder})", EXIT_FAILED)
+    argv = [sys.executable, "-m", "pytest", *ctx.args]
+    out.print(f"[bold]$ pytest {' '.join(ctx.args)}[/bold]", markup=True)
+    code = subprocess.run(argv, cwd=root).returncode
+    if code:
+        fail(f"`pytest` failed (exit {code})", EXIT_FAILED)
     out.print("[green]all checks and tests passed[/green]")
 
 

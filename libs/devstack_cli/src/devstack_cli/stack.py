@@ -90,10 +90,26 @@ class Stack(BaseModel):
 
     def in_profile(self, profile: str) -> list[Service]:
         """The services a profile starts (servers and APIs), in the table's order (dependencies
-        first)."""
-        if profile not in self.profiles:
-            raise UnknownProfileError(profile, sorted(self.profiles))
-        return [s for s in self.services.values() if profile in s.profiles]
+        first).
+
+        `profile` is a profile's name, or several names of profiles and services joined by `+`
+        (`standard+golang`): their union, with every service a named one comes `after`.
+        """
+        wanted: set[str] = set()
+        for part in profile.split("+"):
+            if part in self.profiles:
+                wanted.update(s.name for s in self.services.values() if part in s.profiles)
+            elif part in self.services and "+" in profile:
+                wanted.add(part)
+            else:
+                raise UnknownProfileError(part, sorted(self.profiles))
+        pending = list(wanted)
+        while pending:
+            for dep in self.services[pending.pop()].after:
+                if dep not in wanted:
+                    wanted.add(dep)
+                    pending.append(dep)
+        return [s for s in self.services.values() if s.name in wanted]
 
     def servers(self) -> list[Service]:
         return [s for s in self.services.values() if s.kind == "server"]
@@ -107,7 +123,10 @@ class Stack(BaseModel):
 
 class UnknownProfileError(ValueError):
     def __init__(self, profile: str, known: list[str]) -> None:
-        super().__init__(f"unknown profile {profile!r}; choose one of: {', '.join(known)}")
+        super().__init__(
+            f"unknown profile {profile!r}; choose one of: {', '.join(known)} "
+            "(or join profiles and services with '+', e.g. standard+golang)"
+        )
 
 
 class UnknownServiceError(ValueError):

@@ -25,4 +25,7 @@ MODULES: dict[str, ModuleType] = {
     "rabbitmq": rabbitmq,
     "code_first": api,
     "api_first": api,
+    "golang": api,
+    "nodejs": api,
+    "rust": api,
 }

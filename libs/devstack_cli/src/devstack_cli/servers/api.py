@@ -1,8 +1,10 @@
-"""The Python reference APIs (code_first, api_first): one process each, health-gated.
+"""The reference APIs (every service of kind "api"): one process each, health-gated.
 
 Each app is configured like a server: its launcher logs in with the app's own AppRole, issues
-the app's certificate (for HTTPS) and execs `python -OO -m <app>`, from the app's own
-environment (devstack_cli.appenv, prepared by `up`), with only what the app needs: where
+the app's certificate (for HTTPS) and execs the app: a Python app as `python -OO -m <app>`, from
+its own environment (devstack_cli.appenv, prepared by `up`); another language's app as its
+recipe's command, from the build `up` made (devstack_cli.polyglot). The app gets only what it
+needs, the same variables in every language: where
 its AppRole's role-id and secret-id files are (the app logs in itself, and keeps its token
 alive), the CA chain, the port offset, its ports and its certificate. The supervisor calls it
 ready when `/health` (liveness) answers on its HTTP port.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from devstack_cli import appenv
+from devstack_cli import appenv, polyglot
 from devstack_cli.plan import Probe, ProcessSpec
 from devstack_cli.servers.base import Exec, Launch, PlanContext
 
@@ -39,6 +41,14 @@ def launch(ctx: Launch) -> Exec:
             "DEVSTACK_API_HTTPS_PORT": str(ctx.port("https")),
             "DEVSTACK_API_TLS_CERT_FILE": str(tls.cert),
             "DEVSTACK_API_TLS_KEY_FILE": str(tls.key),
+        }
+    )
+    recipe = polyglot.recipe(name)
+    if recipe is not None:
+        env.update(recipe.run_env)
+        return Exec(polyglot.run_command(ctx.settings, recipe), env=env)
+    env.update(
+        {
             "MALLOC_ARENA_MAX": "2",  # one event loop thread: more glibc arenas only hold RSS
             # No pydantic plugin is installed: skip reading every distribution's entry points.
             "PYDANTIC_DISABLE_PLUGINS": "1",

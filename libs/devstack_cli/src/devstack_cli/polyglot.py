@@ -1,0 +1,308 @@
+"""The reference APIs in other languages (`polyglot/`): how each is built, run and checked.
+
+Each implementation of the contract outside Python has a recipe here, keyed by its service name
+in the table. `up` builds it once per change of its inputs: the input files (and the recipe
+itself) are hashed into a key, and the result goes to `~/.cache/devstack/polyglot/<name>/<key>/`,
+outside the checkout, so a fresh clone on the same machine (CI's included) finds what an
+earlier one built. The path of the build in use is recorded in the state folder, and the
+launcher (`servers/api.py`) execs the recipe's command from it: a restart by the supervisor runs
+the same build even if the source changed since; the next `up` rebuilds.
+
+`./devstack test` runs each recipe's checks (format, vet/lint, the language's own unit tests) in
+its source folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack_cli.settings import Settings, cache_dir, repo_root
+
+BUILT_MARKER = ".built"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A command `devstack test` runs in the source folder; `silent`: any output is a failure
+    (`gofmt -l` lists the files it would change and exits 0)."""
+
+    argv: tuple[str, ...]
+    silent: bool = False
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    program: str  # what must be on PATH
+    install: str  # how to get it, one line
+    version_argv: tuple[str, ...] = ()  # prints the version (doctor shows it)
+    minimum_major: int | None = None  # first number of that version must be at least this
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one implementation is built, run and checked.
+
+    In every command, `{out}` is the build's output folder and `{cache}` the devstack cache
+    folder. `copy_inputs`: the inputs are copied into `{out}` and the build runs there (a Node
+    package installs its node_modules beside its compiled code); otherwise the build runs in the
+    source folder and writes its result into `{out}`.
+    """
+
+    name: str
+    folder: str  # under the repository root
+    toolchains: tuple[Toolchain, ...]
+    inputs: tuple[str, ...]  # glob patterns, relative to the folder
+    build: tuple[tuple[str, ...], ...]
+    run: tuple[str, ...]
+    checks: tuple[Check, ...]
+    copy_inputs: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # for builds and checks
+    run_env: dict[str, str] = field(default_factory=dict)  # for the running API
+
+    @property
+    def source(self) -> Path:
+        return repo_root() / self.folder
+
+    def exists(self) -> bool:
+        """False until the implementation's source is in the checkout."""
+        return self.source.is_dir() and any(self.source.glob(self.inputs[0]))
+
+
+GO = Toolchain(
+    "go",
+    "install Go 1.26 or newer (Debian: the official Go tarball; macOS: brew install go)",
+    ("go", "version"),
+)
+NODE = Toolchain(
+    "node",
+    "install Node.js 20 or newer with npm (Debian: apt-get install nodejs npm, if it is 20+; "
+    "macOS: brew install node@20)",
+    ("node", "--version"),
+    minimum_major=20,
+)
+NPM = Toolchain("npm", "npm comes with Node.js (Debian: apt-get install npm)", ("npm", "--version"))
+CARGO = Toolchain(
+    "cargo",
+    "install Rust with rustup, then `rustup default stable` (macOS: brew install rustup)",
+    ("cargo", "--version"),
+)
+
+RUST_TARGET = "{cache}/polyglot/rust-target"
+
+RECIPES: dict[str, Recipe] = {
+    "golang": Recipe(
+        name="golang",
+        folder="polyglot/golang",
+        toolchains=(GO,),
+        inputs=("go.mod", "go.sum", "**/*.go"),
+        build=(("go", "build", "-trimpath", "-o", "{out}/devstack-api", "./cmd/devstack-api"),),
+        run=("{out}/devstack-api",),
+        checks=(
+            Check(("gofmt", "-l", "."), silent=True),
+            Check(("go", "vet", "./...")),
+            Check(("go", "test", "-race", "-count=1", "./...")),
+        ),
+        env={"CGO_ENABLED": "1"},
+    ),
+    "nodejs": Recipe(
+        name="nodejs",
+        folder="polyglot/nodejs",
+        toolchains=(NODE, NPM),
+        inputs=("package.json", "package-lock.json", "tsconfig*.json", "src/**/*.ts"),
+        copy_inputs=True,
+        build=(
+            ("npm", "ci", "--no-audit", "--no-fund"),
+            ("npm", "run", "build"),
+        ),
+        run=("node", "{out}/dist/main.js"),
+        checks=(
+            Check(("npm", "ci", "--no-audit", "--no-fund")),
+            Check(("npm", "run", "lint")),
+            Check(("npm", "run", "typecheck")),
+            Check(("npm", "test")),
+        ),
+    ),
+    "rust": Recipe(
+        name="rust",
+        folder="polyglot/rust",
+        toolchains=(CARGO,),
+        inputs=("Cargo.toml", "Cargo.lock", "src/**/*.rs", "build.rs"),
+        build=(
+            ("cargo", "build", "--release", "--locked"),
+            ("cp", f"{RUST_TARGET}/release/devstack-api", "{out}/devstack-api"),
+        ),
+        run=("{out}/devstack-api",),
+        checks=(
+            Check(("cargo", "fmt", "--check")),
+            Check(("cargo", "clippy", "--release", "--locked", "--", "-D", "warnings")),
+            Check(("cargo", "test", "--release", "--locked")),
+        ),
+        env={"CARGO_TARGET_DIR": RUST_TARGET},
+    ),
+}
+
+
+def recipe(name: str) -> Recipe | None:
+    return RECIPES.get(name)
+
+
+def _fill(text: str, out: Path | None = None) -> str:
+    text = text.replace("{cache}", str(cache_dir()))
+    return text.replace("{out}", str(out)) if out is not None else text
+
+
+def tool_env(r: Recipe) -> dict[str, str]:
+    return {**os.environ, **{k: _fill(v) for k, v in r.env.items()}}
+
+
+def input_files(r: Recipe) -> list[Path]:
+    """The files that make a build: every input pattern, outside build and dependency folders."""
+    skip = {"node_modules", "target", "dist", ".git"}
+    found: set[Path] = set()
+    for pattern in r.inputs:
+        for path in r.source.glob(pattern):
+            relative = path.relative_to(r.source)
+            if path.is_file() and not skip.intersection(relative.parts):
+                found.add(relative)
+    return sorted(found)
+
+
+def build_key(r: Recipe) -> str:
+    """A hash of the recipe and of every input file's name and content."""
+    digest = hashlib.sha256(repr((r.build, r.run, r.env, r.copy_inputs)).encode())
+    for relative in input_files(r):
+        digest.update(str(relative).encode() + b"\0")
+        digest.update((r.source / relative).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def output_dir(r: Recipe) -> Path:
+    return cache_dir() / "polyglot" / r.name / build_key(r)
+
+
+def missing_toolchains(r: Recipe) -> list[Toolchain]:
+    """The toolchains that are not on PATH, or older than the recipe needs."""
+    return [
+        tool
+        for tool in r.toolchains
+        if shutil.which(tool.program) is None
+        or (tool.minimum_major is not None and (toolchain_major(tool) or 0) < tool.minimum_major)
+    ]
+
+
+def toolchain_version(tool: Toolchain) -> str | None:
+    if shutil.which(tool.program) is None or not tool.version_argv:
+        return None
+    done = subprocess.run(tool.version_argv, capture_output=True, text=True, check=False)
+    return done.stdout.strip() or None
+
+
+def toolchain_major(tool: Toolchain) -> int | None:
+    version = toolchain_version(tool) or ""
+    digits = version.lstrip("v").split(".", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def build(r: Recipe, log_file: Path, say: Callable[[str], None] = print) -> Path:
+    """The output folder of a current build of `r`, building it first when there is none."""
+    out = output_dir(r)
+    if (out / BUILT_MARKER).exists():
+        return out
+    missing = missing_toolchains(r)
+    if missing:
+        raise BuildError(
+            f"{r.name} needs {', '.join(t.program for t in missing)}: "
+            + "; ".join(t.install for t in missing)
+        )
+    say(f"building {r.name} from {r.folder} into {out.parent} (log: {log_file})")
+    started = time.monotonic()
+    work = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    if r.copy_inputs:
+        for relative in input_files(r):
+            (work / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(r.source / relative, work / relative)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        for step in r.build:
+            argv = [_fill(arg, work) for arg in step]
+            log.write(f"$ {' '.join(argv)}\n".encode())
+            log.flush()
+            done = subprocess.run(
+                argv,
+                cwd=work if r.copy_inputs else r.source,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=tool_env(r),
+                check=False,
+            )
+            if done.returncode != 0:
+                shutil.rmtree(work, ignore_errors=True)
+                raise BuildError(f"building {r.name} failed at `{' '.join(step)}`; see {log_file}")
+    (work / BUILT_MARKER).write_text(f"{time.monotonic() - started:.1f}\n")
+    try:
+        work.rename(out)
+    except OSError:  # another `up` finished the same build first
+        shutil.rmtree(work, ignore_errors=True)
+    for old in out.parent.iterdir():  # keep the current build only
+        if old != out and not old.name.endswith(".tmp"):
+            shutil.rmtree(old, ignore_errors=True)
+    say(f"built {r.name} in {time.monotonic() - started:.1f}s")
+    return out
+
+
+def record_build(settings: Settings, name: str, out: Path) -> None:
+    """Remember which build the launcher runs (the supervisor may restart it later)."""
+    path = build_record(settings, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(out) + "\n")
+
+
+def build_record(settings: Settings, name: str) -> Path:
+    return settings.state.root / "polyglot" / name
+
+
+def run_command(settings: Settings, r: Recipe) -> list[str]:
+    """The command that runs the build `up` prepared for this stack."""
+    try:
+        out = Path(build_record(settings, r.name).read_text().strip())
+    except FileNotFoundError:
+        raise BuildError(f"{r.name} has not been built: `devstack up` builds it") from None
+    if not (out / BUILT_MARKER).exists():
+        raise BuildError(f"the {r.name} build in {out} is gone: run `devstack up` again")
+    return [_fill(arg, out) for arg in r.run]
+
+
+def run_checks(r: Recipe, say: Callable[[str], None] = print) -> bool:
+    """Run the recipe's checks in its source folder; False at the first that fails."""
+    for check in r.checks:
+        argv = [_fill(arg) for arg in check.argv]
+        say(f"$ ({r.folder}) {' '.join(argv)}")
+        done = subprocess.run(
+            argv,
+            cwd=r.source,
+            env=tool_env(r),
+            stdin=subprocess.DEVNULL,
+            capture_output=check.silent,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            return False
+        if check.silent and done.stdout.strip():
+            say(f"`{' '.join(argv)}` reported:\n{done.stdout.rstrip()}")
+            return False
+    return True

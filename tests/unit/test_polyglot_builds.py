@@ -1,0 +1,131 @@
+"""The polyglot build cache: built once per change of the inputs, outside the checkout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from devstack_cli import polyglot
+from devstack_cli.polyglot import BuildError, Check, Recipe, Toolchain
+from devstack_cli.settings import Settings
+from devstack_cli.stack import stack
+
+# A "build" that counts its runs and writes a program that prints its source.
+BUILD = (
+    sys.executable,
+    "-c",
+    "import pathlib, sys; out = pathlib.Path(sys.argv[1]); "
+    "count = pathlib.Path(sys.argv[2]); count.write_text(count.read_text() + 'x'); "
+    "(out / 'program').write_text(pathlib.Path('src/main.txt').read_text())",
+    "{out}",
+)
+
+
+@pytest.fixture
+def source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "impl"
+    (folder / "src").mkdir(parents=True)
+    (folder / "manifest").write_text("v1\n")
+    (folder / "src" / "main.txt").write_text("hello\n")
+    (tmp_path / "count").write_text("")
+    return folder
+
+
+def recipe_for(source: Path, *, copy_inputs: bool = False, fail: bool = False) -> Recipe:
+    step = (sys.executable, "-c", "raise SystemExit(3)") if fail else BUILD
+    return Recipe(
+        name="demo",
+        folder=str(source),  # absolute: repo_root() / folder is the folder itself
+        toolchains=(Toolchain(Path(sys.executable).name, "install Python"),),
+        inputs=("manifest", "src/**/*.txt"),
+        build=((*step, str(source.parent / "count")),),
+        run=("cat", "{out}/program"),
+        checks=(),
+        copy_inputs=copy_inputs,
+    )
+
+
+def builds_run(source: Path) -> int:
+    return len((source.parent / "count").read_text())
+
+
+def test_built_once_then_again_only_when_an_input_changes(source: Path, tmp_path: Path) -> None:
+    recipe = recipe_for(source)
+    log = tmp_path / "setup.log"
+    first = polyglot.build(recipe, log, say=lambda _: None)
+    assert first.is_relative_to(tmp_path / "cache" / "devstack" / "polyglot" / "demo")
+    assert (first / "program").read_text() == "hello\n"
+    assert polyglot.build(recipe, log, say=lambda _: None) == first
+    assert builds_run(source) == 1
+
+    (source / "notes.md").write_text("not an input\n")
+    assert polyglot.build(recipe, log, say=lambda _: None) == first
+    assert builds_run(source) == 1
+
+    (source / "src" / "main.txt").write_text("changed\n")
+    second = polyglot.build(recipe, log, say=lambda _: None)
+    assert second != first
+    assert (second / "program").read_text() == "changed\n"
+    assert builds_run(source) == 2
+    assert not first.exists()  # only the current build is kept
+
+
+def test_copied_inputs_are_built_in_the_output_folder(source: Path, tmp_path: Path) -> None:
+    out = polyglot.build(recipe_for(source, copy_inputs=True), tmp_path / "log", say=print)
+    assert (out / "src" / "main.txt").read_text() == "hello\n"
+    assert (out / "manifest").exists()
+
+
+def test_a_failed_build_names_its_step_and_log_and_leaves_nothing(
+    source: Path, tmp_path: Path
+) -> None:
+    recipe = recipe_for(source, fail=True)
+    with pytest.raises(BuildError, match=r"building demo failed at .*; see .*setup\.log"):
+        polyglot.build(recipe, tmp_path / "setup.log", say=lambda _: None)
+    cache = tmp_path / "cache" / "devstack" / "polyglot" / "demo"
+    assert list(cache.iterdir()) == []
+
+
+def test_a_missing_toolchain_is_named_with_its_install_command(source: Path) -> None:
+    recipe = Recipe(
+        name="demo",
+        folder=str(source),
+        toolchains=(Toolchain("no-such-compiler-here", "install it with: apt-get install nsc"),),
+        inputs=("manifest",),
+        build=(),
+        run=(),
+        checks=(),
+    )
+    with pytest.raises(BuildError, match="demo needs no-such-compiler-here: install it with"):
+        polyglot.build(recipe, source / "log", say=lambda _: None)
+
+
+def test_the_launcher_runs_the_build_up_recorded(source: Path, tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path / "state")
+    recipe = recipe_for(source)
+    with pytest.raises(BuildError, match="`devstack up` builds it"):
+        polyglot.run_command(settings, recipe)
+    out = polyglot.build(recipe, tmp_path / "log", say=lambda _: None)
+    polyglot.record_build(settings, "demo", out)
+    (source / "src" / "main.txt").write_text("edited after up\n")  # not rebuilt until `up`
+    assert polyglot.run_command(settings, recipe) == ["cat", f"{out}/program"]
+
+
+def test_a_silent_check_fails_when_it_prints(source: Path) -> None:
+    def recipe(*checks: Check) -> Recipe:
+        return Recipe("demo", str(source), (), ("manifest",), (), (), checks)
+
+    assert polyglot.run_checks(recipe(Check(("true",)), Check(("true",), silent=True)))
+    assert not polyglot.run_checks(recipe(Check(("echo", "a.go"), silent=True)))
+    assert not polyglot.run_checks(recipe(Check(("false",)), Check(("true",))))
+
+
+def test_every_polyglot_api_of_the_table_has_a_recipe_and_back() -> None:
+    apis = {s.name for s in stack().services.values() if s.kind == "api"}
+    assert set(polyglot.RECIPES) == apis - {"code_first", "api_first"}
+    for name, recipe in polyglot.RECIPES.items():
+        assert recipe.name == name
+        assert recipe.folder == f"polyglot/{name}"
