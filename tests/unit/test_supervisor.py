@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
-from devstack_cli import supervisor
+from devstack_cli import engine, lifeline, supervisor
 from devstack_cli.plan import Plan, Probe, ProcessSpec
+from devstack_cli.settings import Settings
 from devstack_cli.supervisor import Supervisor
 
 
@@ -125,3 +131,129 @@ def test_the_client_says_when_nothing_runs(tmp: Path) -> None:
     with pytest.raises(supervisor.SupervisorUnavailable, match="not running"):
         supervisor.request(tmp / "absent.sock", {"cmd": "status"})
     assert sys.executable  # the supervisor runs under the same interpreter as the CLI
+
+
+# -- nothing outlives the supervisor, nothing that is not ours is signalled (issue 9: 1-3) --
+
+
+def run_detached(script: str) -> subprocess.Popen[bytes]:
+    """A process in a session of its own, like an unrelated program of the user's."""
+    return subprocess.Popen(["sh", "-c", script], start_new_session=True)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_killed_supervisor_takes_its_processes_along(tmp: Path) -> None:
+    """SIGKILL leaves the supervisor no chance to stop anything: the kernel must."""
+    settings = Settings(state_dir=tmp, port_offset=0)
+    plan = Plan(
+        profile="t",
+        processes=(
+            spec(tmp, "a", "exec sleep 60"),
+            # A process that ignores SIGTERM: the parent-death signal is its stop signal.
+            spec(tmp, "b", "trap '' TERM; exec sleep 60", stop_signal="SIGINT"),
+        ),
+    )
+    settings.state.run.mkdir(parents=True)
+    settings.state.plan_file.write_text(plan.model_dump_json())
+    env = {**os.environ, "DEVSTACK_STATE_DIR": str(tmp), "DEVSTACK_PORT_OFFSET": "0"}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "devstack_cli", "_supervise", str(settings.state.plan_file)],
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert wait_until(lambda: len(lifeline.read_records(settings.state.children_file)) == 2)
+        assert engine.supervisor_pid(settings) == daemon.pid
+        children = [r["pid"] for r in lifeline.read_records(settings.state.children_file).values()]
+        daemon.kill()
+        daemon.wait()
+        assert wait_until(lambda: all(gone(pid) for pid in children)), "a child outlived it"
+        assert engine.supervisor_pid(settings) is None
+        assert engine.orphans(settings) == {}
+    finally:
+        daemon.kill()
+
+
+def test_a_stale_pid_file_never_signals_another_process(tmp: Path) -> None:
+    """supervisor.pid names a live process that is not ours (an old format, and a forged
+    record with its real start time): `down` signals nothing and says nothing ran."""
+    settings = Settings(state_dir=tmp, port_offset=0)
+    settings.state.run.mkdir(parents=True)
+    stranger = run_detached("exec sleep 60")
+    try:
+        for content in (f"{stranger.pid}\n", json.dumps(lifeline.record(stranger.pid))):
+            settings.state.supervisor_pid.write_text(content)
+            assert engine.supervisor_pid(settings) is None
+            assert engine.stop(settings, timeout=1) is False
+            assert not gone(stranger.pid)
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_orphans_are_stopped_only_when_their_start_time_matches(tmp: Path) -> None:
+    settings = Settings(state_dir=tmp, port_offset=0)
+    ours, stranger = run_detached("exec sleep 60"), run_detached("exec sleep 60")
+    try:
+        records = {
+            "ours": {**lifeline.record(ours.pid), "stop_signal": "SIGTERM"},
+            # The PID of a process that started later than the one recorded: reused, not ours.
+            "reused": {"pid": stranger.pid, "started": time.time() - 3600},
+        }
+        settings.state.run.mkdir(parents=True)
+        settings.state.children_file.write_text(json.dumps(records))
+        assert set(engine.orphans(settings)) == {"ours"}
+        assert engine.stop(settings) is True  # no supervisor, but something was left: stopped
+        ours.wait(timeout=10)
+        assert not gone(stranger.pid)
+        assert engine.orphans(settings) == {}
+    finally:
+        for proc in (ours, stranger):
+            proc.kill()
+            proc.wait()
+
+
+def test_one_up_per_state_folder(tmp: Path) -> None:
+    settings = Settings(state_dir=tmp, port_offset=0)
+    held = engine.lock_up(settings)
+    try:
+        probe = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from devstack_cli import engine; from devstack_cli.settings import Settings;"
+                f"engine.lock_up(Settings(state_dir={str(tmp)!r}))",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert probe.returncode != 0
+        assert f"another `devstack up` (pid {os.getpid()})" in probe.stderr
+    finally:
+        os.close(held)
+    engine.lock_up(settings)  # free again once its holder let go
+
+
+def test_a_second_supervisor_on_one_folder_is_refused(tmp: Path) -> None:
+    held = supervisor.hold_lock(tmp / "supervisor.pid")
+    try:
+        with pytest.raises(supervisor.AlreadyRunning):
+            supervisor.hold_lock(tmp / "supervisor.pid")
+    finally:
+        os.close(held)

@@ -161,6 +161,13 @@ def up(
     except UnknownProfileError as exc:
         fail(str(exc), EXIT_USAGE)
     started = time.monotonic()
+    try:
+        engine.lock_up(s)  # held until this command exits: one `up` per state folder
+    except engine.UpInProgress as exc:
+        fail(str(exc))
+    left = engine.stop_orphans(s)
+    if left:
+        out.print(f"stopped what a supervisor that died left running: {', '.join(left)}")
     snapshot = engine.status(s)
     if snapshot is not None:
         states = engine.service_states(snapshot)
@@ -240,6 +247,7 @@ def status(
     if json_output:
         report: dict[str, Any] = {
             "running": snapshot is not None,
+            "orphans": sorted(engine.orphans(s)) if snapshot is None else [],
             "profile": snapshot["profile"] if snapshot else None,
             "state_dir": str(s.state.root),
             "services": {
@@ -255,6 +263,12 @@ def status(
         print(json.dumps(report, indent=2))
         return
     if snapshot is None:
+        left = engine.orphans(s)
+        if left:
+            fail(
+                f"the supervisor is not running, but what it started is: {', '.join(left)}; "
+                "stop it with `./devstack down`"
+            )
         out.print("the stack is not running: start it with `./devstack up`")
         return
     out.print(f"profile {snapshot['profile']}, state in {s.state.root}")

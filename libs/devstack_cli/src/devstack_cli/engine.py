@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
+import json
 import os
 import signal
 import socket
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from devstack_cli import lifeline
 from devstack_cli.plan import Plan, ProcessSpec
 from devstack_cli.servers import MODULES
 from devstack_cli.servers.base import PlanContext
@@ -108,28 +111,95 @@ def start_supervisor(settings: Settings, plan: Plan) -> None:
 
 
 def supervisor_pid(settings: Settings) -> int | None:
+    """The running supervisor's PID, proven: it holds the state folder's lock, its start time is
+    the one it recorded, and its command line is the supervisor's. None otherwise (a stale PID
+    file, whatever process now has that number, is never taken for ours)."""
+    pid_file = settings.state.supervisor_pid
     try:
-        pid = int(settings.state.supervisor_pid.read_text())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
+        fd = os.open(pid_file, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # held: a supervisor is alive; check it is the one recorded
+        else:
+            return None  # nobody holds it: whatever the file says is stale
+        try:
+            rec = json.loads(os.read(fd, 4096))
+            pid, started = int(rec["pid"]), float(rec["started"])
+        except (ValueError, KeyError, TypeError):
+            return None
+    finally:
+        os.close(fd)
+    if not lifeline.is_same_process(pid, started):
+        return None
+    if "_supervise" not in lifeline.command_line(pid):
         return None
     return pid
 
 
+def orphans(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Processes a dead supervisor left behind (still the very processes it recorded)."""
+    if supervisor_pid(settings) is not None:
+        return {}
+    return lifeline.live_records(settings.state.children_file)
+
+
+def stop_orphans(settings: Settings) -> list[str]:
+    """Stop what a dead supervisor left running; the names of what was stopped."""
+    if supervisor_pid(settings) is not None:
+        return []
+    records = lifeline.read_records(settings.state.children_file)
+    stopped = lifeline.stop_recorded(records) if records else []
+    settings.state.children_file.unlink(missing_ok=True)
+    return stopped
+
+
+class UpInProgress(RuntimeError):
+    pass
+
+
+def lock_up(settings: Settings) -> int:
+    """Hold the state folder's `up` lock until this process exits; UpInProgress when another
+    `up` holds it. One `up` at a time per state folder: never two stacks on one folder."""
+    paths = settings.state
+    paths.run.mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.up_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = json.loads(os.read(fd, 4096))["pid"]
+        except (ValueError, KeyError, TypeError):
+            holder = "unknown"
+        os.close(fd)
+        raise UpInProgress(
+            f"another `devstack up` (pid {holder}) is starting this stack ({paths.root}): "
+            "wait for it, then see `devstack status`"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(lifeline.record(os.getpid())).encode())
+    return fd
+
+
 def stop(settings: Settings, timeout: float = 90.0) -> bool:
-    """Stop the stack; False when it was not running."""
+    """Stop the stack; False when it was not running (and left nothing behind)."""
     pid = supervisor_pid(settings)
     if pid is None:
-        return False
+        return bool(stop_orphans(settings))
     with contextlib.suppress(SupervisorUnavailable, RuntimeError):
         request(settings.state.supervisor_sock, {"cmd": "shutdown"})
     deadline = time.monotonic() + timeout
     while supervisor_pid(settings) == pid:
         if time.monotonic() > deadline:
+            # Proven ours a moment ago (lock, start time, command line): its group goes.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
             break
         time.sleep(0.1)
+    stop_orphans(settings)
     return True
 
 

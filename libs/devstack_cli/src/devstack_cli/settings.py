@@ -53,6 +53,8 @@ class StatePaths:
         self.profile_file = root / "profile"
         self.supervisor_pid = self.run / "supervisor.pid"
         self.supervisor_sock = self.run / "supervisor.sock"
+        self.children_file = self.run / "children.json"  # what the supervisor started, proven
+        self.up_lock = self.run / "up.lock"
         self.plan_file = self.run / "plan.json"
         self.supervisor_log = self.logs / "supervisor.log"
         self.vault_init = root / "vault" / "init.json"

@@ -7,13 +7,18 @@ and stops everything in reverse dependency order on shutdown. The CLI talks to i
 socket in the state folder with one JSON request per connection.
 
 Every process runs in its own session (process group), so stopping it also stops whatever it
-started.
+started. Every process also dies with the supervisor (a parent-death signal, see
+`devstack_cli.lifeline`), and each one is recorded with its start time in `run/children.json`,
+so that whatever outlives a killed supervisor is found and stopped by the next CLI command,
+and nothing else is ever signalled. One supervisor per state folder: it holds a lock on
+`run/supervisor.pid` for its whole life.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -21,11 +26,13 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from devstack_cli import lifeline
+from devstack_cli.settings import write_private
 
-from devstack_cli.plan import Plan, Probe, ProcessSpec
+if TYPE_CHECKING:
+    from devstack_cli.plan import Plan, Probe, ProcessSpec
 
 PROBE_INTERVAL_STARTING = 0.25
 PROBE_INTERVAL_HEALTHY = 5.0
@@ -90,6 +97,8 @@ async def run_probe(probe: Probe) -> str | None:
                     await writer.wait_closed()
             return None
         if probe.http:
+            import httpx
+
             async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as client:
                 response = await client.get(probe.http)
             return None if response.status_code == 200 else f"HTTP {response.status_code}"
@@ -103,14 +112,16 @@ async def run_probe(probe: Probe) -> str | None:
             await proc.wait()
             return "probe timed out"
         return None if code == 0 else f"probe exited {code}"
-    except (OSError, TimeoutError, httpx.HTTPError) as exc:
+    except Exception as exc:  # OSError, TimeoutError, httpx.HTTPError: the probe failed
         return type(exc).__name__
 
 
 class Supervisor:
-    def __init__(self, plan: Plan, socket_path: Path) -> None:
+    def __init__(self, plan: Plan, socket_path: Path, records: Path | None = None) -> None:
         self.plan = plan
         self.socket_path = socket_path
+        self.records_path = records or socket_path.parent / "children.json"
+        self.records: dict[str, dict[str, Any]] = {}
         self.procs = {p.name: ProcessState(p) for p in plan.processes}
         self.levels = plan.levels()
         self.shutting_down = asyncio.Event()
@@ -142,15 +153,33 @@ class Supervisor:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
             log.write(f"[devstack {stamp}] starting {ps.spec.name}\n".encode())
             log.flush()
-            env = {**os.environ, **ps.spec.env}
-            return await asyncio.create_subprocess_exec(
+            env = {
+                **os.environ,
+                **ps.spec.env,
+                "DEVSTACK_SUPERVISOR_PID": str(os.getpid()),
+                "DEVSTACK_STOP_SIGNAL": ps.spec.stop_signal,
+            }
+            stop_signal = getattr(signal, ps.spec.stop_signal)
+            proc = await asyncio.create_subprocess_exec(
                 *ps.spec.command,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
+                preexec_fn=lifeline.preexec_die_with_parent(stop_signal),
             )
+        self._record(ps.spec, proc.pid)
+        return proc
+
+    def _record(self, spec: ProcessSpec, pid: int | None) -> None:
+        """Keep `run/children.json` in line with the live children (pid and start time)."""
+        if pid is None:
+            self.records.pop(spec.name, None)
+        else:
+            self.records[spec.name] = {**lifeline.record(pid), "stop_signal": spec.stop_signal}
+        with contextlib.suppress(OSError):
+            write_private(self.records_path, json.dumps(self.records, indent=1))
 
     async def _probe_loop(self, ps: ProcessState, proc: asyncio.subprocess.Process) -> None:
         probe = ps.spec.probe
@@ -193,6 +222,7 @@ class Supervisor:
             if prober is not None:
                 prober.cancel()
             ps.exit_code, ps.proc = code, None
+            self._reap_group(ps.spec, proc.pid)
             if ps.spec.one_shot:
                 ps.set("completed" if code == 0 else "failed", f"exited {code}")
                 return
@@ -205,6 +235,16 @@ class Supervisor:
             ps.set("exited", f"exited {code}; restarting in {backoff:.0f}s")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_RESTART_BACKOFF)
+
+    def _reap_group(self, spec: ProcessSpec, pgid: int) -> None:
+        """A process that died may leave members of its group behind (a wrapper's server): they
+        go too, so that a restart never runs beside an orphan holding the ports."""
+        rec = self.records.get(spec.name)
+        if rec is not None and rec["pid"] == pgid:
+            for pid in lifeline.group_members(pgid, rec["started"]):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        self._record(spec, None)
 
     # -- stopping ----------------------------------------------------------------------
 
@@ -298,13 +338,33 @@ class Supervisor:
             self.socket_path.unlink()
 
 
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+def hold_lock(pid_file: Path) -> int:
+    """Take the state folder's supervisor lock (held until this process exits) and write who
+    holds it: PID and start time. AlreadyRunning when another supervisor holds it."""
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(pid_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(f"another supervisor holds {pid_file}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(lifeline.record(os.getpid())).encode() + b"\n")
+    return fd
+
+
 def run_supervisor(plan: Plan, socket_path: Path, pid_file: Path) -> None:
-    pid_file.write_text(f"{os.getpid()}\n")
+    fd = hold_lock(pid_file)
     try:
         asyncio.run(Supervisor(plan, socket_path).serve())
     finally:
         with contextlib.suppress(FileNotFoundError):
             pid_file.unlink()
+        os.close(fd)
 
 
 # -- the client side, used by the CLI ---------------------------------------------------

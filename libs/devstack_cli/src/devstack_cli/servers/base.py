@@ -16,6 +16,7 @@ import datetime as dt
 import os
 import pwd
 import shutil
+import signal
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,6 +25,7 @@ from typing import Any
 
 from cryptography import x509
 
+from devstack_cli import lifeline
 from devstack_cli.plan import Condition, Probe, ProcessSpec
 from devstack_cli.settings import Settings, write_private
 from devstack_cli.stack import Service
@@ -208,6 +210,11 @@ def exec_server(ctx: Launch, command: Exec) -> None:
         os.initgroups(command.user, entry.pw_gid)
         os.setgid(entry.pw_gid)
         os.setuid(entry.pw_uid)
+        # A change of user clears the parent-death signal the supervisor set: set it again.
+        supervisor = os.environ.get("DEVSTACK_SUPERVISOR_PID")
+        if supervisor:
+            sig = getattr(signal, os.environ.get("DEVSTACK_STOP_SIGNAL", "SIGTERM"))
+            lifeline.die_with_parent(sig, int(supervisor))
         env["HOME"] = entry.pw_dir
         env["USER"] = env["LOGNAME"] = command.user
     os.chdir(ctx.dir)
