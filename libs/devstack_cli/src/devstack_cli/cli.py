@@ -426,6 +426,49 @@ def doctor() -> None:
     out.print("\neverything is installed")
 
 
+@app.command()
+def bench(
+    implementations: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated; default: every implementation that is up."),
+    ] = None,
+    scenarios: Annotated[
+        str | None, typer.Option(help="Comma-separated; default: all (see docs/performance.md).")
+    ] = None,
+    connections: Annotated[str, typer.Option(help="Connection counts, comma-separated.")] = (
+        "1,16,64"
+    ),
+    duration: Annotated[int, typer.Option(min=1, help="Seconds measured per run.")] = 10,
+    warmup: Annotated[int, typer.Option(min=0, help="Seconds of warm-up before each run.")] = 3,
+    https: Annotated[bool, typer.Option(help="Load the HTTPS ports instead of HTTP.")] = False,
+    smoke: Annotated[bool, typer.Option(help="A few hundred requests per scenario.")] = False,
+    baselines: Annotated[bool, typer.Option(help="Run the Starlette baselines.")] = True,
+    ceilings: Annotated[bool, typer.Option(help="Run redis-benchmark and pgbench.")] = True,
+    startup_rounds: Annotated[int, typer.Option(min=0, help="Restarts timed per API.")] = 3,
+    output: Annotated[
+        Path | None, typer.Option(help="Default: bench/results/<date>-<commit>.")
+    ] = None,
+    compare: Annotated[
+        Path | None, typer.Option(help="An earlier results.json: print every change.")
+    ] = None,
+    against: Annotated[
+        Path | None, typer.Option(help="With --compare: compare two files, run nothing.")
+    ] = None,
+    threshold: Annotated[float, typer.Option(help="Regression threshold, percent.")] = 10.0,
+    pin: Annotated[bool, typer.Option(help="Pin server and wrk to separate cores.")] = True,
+    isolated: Annotated[bool, typer.Option(help="Start a stack of its own, then stop it.")] = False,
+    profile: Annotated[str, typer.Option(help="The profile of --isolated.")] = "standard",
+) -> None:
+    """Benchmark every implementation that is up with wrk, beside baselines and ceilings."""
+    from devstack_cli import bench as bench_module
+
+    options = {k: v for k, v in locals().items() if k != "bench_module"}
+    try:
+        bench_module.command(settings(), out, **options)
+    except bench_module.BenchError as exc:
+        fail(str(exc), exc.code)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def test(
     ctx: typer.Context,

@@ -69,6 +69,15 @@ TOOLS: dict[str, tuple[Tool, ...]] = {
 # What `devstack test` needs beyond the stack: a browser to render the APIs' docs pages.
 TEST_TOOLS = (Tool("chromium", "chromium", "--cask chromium"),)
 
+# What `devstack bench` runs: the HTTP load generator (wrk: a Debian package, C, one epoll loop
+# per thread, Lua hooks for request mixes and status counts) and the stores' own benchmarks.
+BENCH_TOOLS = (
+    Tool("wrk", "wrk", "wrk"),
+    Tool("redis-benchmark", "redis-tools", "redis"),
+    Tool("pgbench", "postgresql-client-15", "postgresql@15"),
+    Tool("taskset", "util-linux", None),
+)
+
 
 def find(name: str, path_first: bool = True) -> str | None:
     if name == "bao":
@@ -82,7 +91,7 @@ def find(name: str, path_first: bool = True) -> str | None:
 
 def require(name: str) -> str:
     """The path of a program, or an error that says how to get it."""
-    for tools in (*TOOLS.values(), TEST_TOOLS):
+    for tools in (*TOOLS.values(), TEST_TOOLS, BENCH_TOOLS):
         for tool in tools:
             if tool.name == name:
                 found = find(name, tool.path_first)
@@ -108,6 +117,14 @@ def missing_test_tools() -> list[Missing]:
     return [
         Missing("tests", t.name, t.apt, t.brew)
         for t in TEST_TOOLS
+        if find(t.name, t.path_first) is None
+    ]
+
+
+def missing_bench_tools() -> list[Missing]:
+    return [
+        Missing("bench", t.name, t.apt, t.brew)
+        for t in BENCH_TOOLS
         if find(t.name, t.path_first) is None
     ]
 

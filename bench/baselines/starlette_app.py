@@ -1,0 +1,85 @@
+"""The benchmark's floor-finding baselines, started by `devstack bench` beside the stack's APIs.
+
+    python -OO bench/baselines/starlette_app.py --mode bare|redis --port PORT
+
+`bare`: a Starlette app whose one route, `GET /health`, answers `{"status": "ok"}`: what the
+framework and the server (uvicorn, as the Python APIs run it: asyncio loop, h11) cost alone.
+
+`redis`: the same, plus `GET /examples/cache/{key}` answering exactly as the APIs do (the entry
+as JSON, 404 when missing), through the same library call the APIs make
+(`DevStackClient.cache.get`: AppRole login, the Redis Cluster pool over TLS, one EVAL on the
+key's master). The difference between it and an API on the same route is what the API adds
+(FastAPI, middleware, logging, metrics); the difference between it and `bare` is the library
+and Redis.
+
+It reads the same DEVSTACK_* settings as the APIs (the bench gives it code_first's AppRole,
+whose policy reads the Redis secret). Run it with an API's own environment's Python, so that the
+interpreter, its flags and the library's versions are the APIs'. No access log (the APIs log
+every request: part of what the comparison shows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+async def health(_: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+def bare_app() -> Starlette:
+    return Starlette(routes=[Route("/health", health)])
+
+
+def redis_app() -> Starlette:
+    from devstack_client import ClientSettings, DevStackClient
+    from devstack_client.errors import NotFound
+
+    client = DevStackClient(ClientSettings(), dependencies=("redis",))
+
+    async def cache_get(request: Request) -> JSONResponse:
+        try:
+            entry = await client.cache.get(request.path_params["key"])
+        except NotFound:
+            return JSONResponse({"status": 404}, status_code=404)
+        return JSONResponse(entry.model_dump(mode="json"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        async with client:
+            yield
+
+    return Starlette(
+        routes=[Route("/health", health), Route("/examples/cache/{key}", cache_get)],
+        lifespan=lifespan,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="a benchmark baseline")
+    parser.add_argument("--mode", choices=("bare", "redis"), required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    app = bare_app() if args.mode == "bare" else redis_app()
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        lifespan="on" if args.mode == "redis" else "off",
+    )
+
+
+if __name__ == "__main__":
+    main()
