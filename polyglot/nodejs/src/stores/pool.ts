@@ -1,0 +1,209 @@
+/**
+ * One managed client per dependency (libs/devstack_client/pools.py): built from the dependency's
+ * secret (from the cache, so no Vault call once read) with TLS verified against the stack's CA;
+ * connected lazily when the server is down at start; every operation bounded by the operation
+ * timeout with errors translated (timeout 504, anything else 503, a value the server refuses 422);
+ * rebuilt when the secret's version changes (the old client closed after a grace period), and
+ * after an authentication failure the secret is re-read at once.
+ */
+import type { Settings } from "../config.js";
+import { DependencyTimeout, DependencyUnavailable, DevStackError, InvalidInput, describe, type DependencyName } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
+import type { KvSecret } from "../vault/client.js";
+import type { SecretStore } from "../vault/secrets.js";
+
+const AUTH_REFRESH_MAX_AGE = 2; // an auth failure re-reads the secret unless read in the last 2 s
+const REBUILD_RETRY = 1; // a failed rebuild is retried at most once a second
+
+export function tlsEnabled(secret: KvSecret): boolean {
+  const value = secret.data.tls_enabled ?? true;
+  if (typeof value === "string") return !["false", "0", "no", "off"].includes(value.trim().toLowerCase());
+  return Boolean(value);
+}
+
+export function secretText(secret: KvSecret, key: string): string {
+  const value = secret.data[key];
+  if (typeof value === "string") return value;
+  if (value === undefined || value === null) return "";
+  return typeof value === "number" || typeof value === "boolean" ? String(value) : JSON.stringify(value);
+}
+
+export interface PoolContext {
+  readonly settings: Settings;
+  readonly secrets: SecretStore;
+  readonly ca: string;
+  readonly caFile: string;
+  readonly metrics?: Metrics | undefined;
+  readonly logger: Logger;
+}
+
+/** Run `work` with a deadline; the timer never keeps the process alive. */
+export async function withTimeout<T>(seconds: number, work: Promise<T>, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), seconds * 1000);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export abstract class ManagedPool<C> {
+  abstract readonly name: DependencyName;
+  private current: C | undefined;
+  private currentVersion: number | undefined;
+  private building: Promise<C> | undefined;
+  private rebuildWanted = false;
+  private nextRebuild = 0;
+  private unsubscribe: (() => void) | undefined;
+  private closed = false;
+  private readonly retired = new Set<C>();
+  rebuilds = 0;
+
+  constructor(protected readonly ctx: PoolContext) {}
+
+  protected get secretPath(): string {
+    return this.name;
+  }
+
+  // -- what each dependency provides ----------------------------------------------------------
+
+  protected abstract build(secret: KvSecret): Promise<C>;
+  protected abstract closeClient(client: C): Promise<void>;
+  /** A first round trip, so that the pool is warm (and a bad secret is seen) at start. */
+  protected abstract warmUp(client: C): Promise<void>;
+  /** The server refused this value (422), rather than failing. */
+  protected isRejectedData(_error: unknown): boolean {
+    return false;
+  }
+  protected isAuthError(_error: unknown): boolean {
+    return false;
+  }
+  /** A client that can no longer work (a closed connection) is replaced at the next use. */
+  protected isDead(_client: C): boolean {
+    return false;
+  }
+  /** After a backend error: drop broken connections here. */
+  protected onConnectionError(_client: C, _error: unknown): void {
+    // most clients recover by themselves
+  }
+
+  // -- lifecycle ------------------------------------------------------------------------------
+
+  async start(): Promise<void> {
+    this.unsubscribe = this.ctx.secrets.subscribe(this.secretPath, (secret) => {
+      if (this.currentVersion !== undefined && secret.version !== this.currentVersion) {
+        this.rebuildWanted = true;
+        this.nextRebuild = 0;
+        this.client().catch((error: unknown) => this.ctx.logger.warn({ dependency: this.name, reason: describe(error) }, "rebuild failed"));
+      }
+    });
+    try {
+      await this.operation("warm-up", (client) => this.warmUp(client), this.ctx.settings.connectTimeout + 1);
+    } catch (error) {
+      this.ctx.logger.warn({ dependency: this.name, reason: describe(error) }, "dependency not reachable at start; will connect on first use");
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.unsubscribe?.();
+    const clients = [...this.retired, ...(this.current !== undefined ? [this.current] : [])];
+    this.current = undefined;
+    this.retired.clear();
+    await Promise.all(clients.map((client) => this.closeQuietly(client)));
+  }
+
+  private async closeQuietly(client: C): Promise<void> {
+    try {
+      await withTimeout(this.ctx.settings.operationTimeout, this.closeClient(client), () => new Error("close timed out"));
+    } catch (error) {
+      this.ctx.logger.warn({ dependency: this.name, reason: describe(error) }, "closing a pool failed");
+    }
+  }
+
+  get version(): number | undefined {
+    return this.currentVersion;
+  }
+
+  /** The current client, built (or rebuilt) when needed, one build at a time. */
+  async client(): Promise<C> {
+    const current = this.current;
+    if (current !== undefined && !this.needsRebuild(current)) return current;
+    this.building ??= this.rebuild().finally(() => {
+      this.building = undefined;
+    });
+    return this.building;
+  }
+
+  private needsRebuild(client: C): boolean {
+    if (this.isDead(client)) return true;
+    return this.rebuildWanted && performance.now() / 1000 >= this.nextRebuild;
+  }
+
+  private async rebuild(): Promise<C> {
+    if (this.closed) throw new DependencyUnavailable(this.name, "the client is closed");
+    const current = this.current;
+    const secret = await this.ctx.secrets.get(this.secretPath);
+    let fresh: C;
+    try {
+      fresh = await this.build(secret);
+    } catch (error) {
+      if (current === undefined || this.isDead(current)) throw error;
+      this.nextRebuild = performance.now() / 1000 + REBUILD_RETRY;
+      this.ctx.logger.warn({ dependency: this.name }, "rebuilding a pool failed; keeping the old one");
+      return current;
+    }
+    const reason = current !== undefined && this.isDead(current) && secret.version === this.currentVersion ? "recovery" : "credentials";
+    this.current = fresh;
+    this.currentVersion = secret.version;
+    this.rebuildWanted = false;
+    if (current !== undefined) {
+      this.rebuilds += 1;
+      this.ctx.metrics?.poolRebuilds.inc({ pool: this.name, reason });
+      this.ctx.logger.info({ dependency: this.name, reason }, "pool rebuilt");
+      this.retire(current);
+    }
+    return fresh;
+  }
+
+  private retire(client: C): void {
+    this.retired.add(client);
+    const timer = setTimeout(() => {
+      if (this.retired.delete(client)) void this.closeQuietly(client);
+    }, this.ctx.settings.operationTimeout * 1000);
+    timer.unref();
+  }
+
+  // -- operations -----------------------------------------------------------------------------
+
+  /** `work(client)` bounded by the operation timeout, errors translated to the error tree. */
+  async operation<T>(what: string, work: (client: C) => Promise<T>, timeout = this.ctx.settings.operationTimeout): Promise<T> {
+    let client: C | undefined;
+    const run = async (): Promise<T> => {
+      client = await this.client();
+      return work(client);
+    };
+    const timedOut = new DependencyTimeout(this.name, `${what} timed out after ${timeout}s`);
+    try {
+      return await withTimeout(timeout, run(), () => timedOut);
+    } catch (error) {
+      if (error instanceof DevStackError) throw error;
+      if (this.isRejectedData(error)) throw new InvalidInput(`${this.name} cannot store this value`, { cause: error });
+      this.afterError(client, error);
+      throw new DependencyUnavailable(this.name, `${what}: ${describe(error)}`, { cause: error });
+    }
+  }
+
+  private afterError(client: C | undefined, error: unknown): void {
+    if (this.isAuthError(error)) {
+      this.ctx.logger.warn({ dependency: this.name }, "authentication failed; re-reading the secret");
+      this.ctx.secrets.refresh(this.secretPath, AUTH_REFRESH_MAX_AGE).catch(() => undefined);
+    }
+    if (client !== undefined) this.onConnectionError(client, error);
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * RabbitMQ over AMQPS (verified against the stack's CA): one connection and a small pool of
+ * confirm channels. A channel the broker closed (a passive declare of a missing queue closes it)
+ * is dropped; a connection that closed makes the pool rebuild at the next use.
+ */
+import { randomUUID } from "node:crypto";
+
+import amqp from "amqplib";
+
+import { InvalidInput, NotFound } from "../errors.js";
+import type { KvSecret } from "../vault/client.js";
+import { ManagedPool, secretText, tlsEnabled, type PoolContext } from "./pool.js";
+
+/** Channels the broker or the connection closed: never handed out again. */
+const closedChannels = new WeakSet<amqp.ConfirmChannel>();
+
+export interface RabbitHandle {
+  readonly connection: amqp.ChannelModel;
+  readonly idle: amqp.ConfirmChannel[];
+  closed: boolean;
+}
+
+export class RabbitPool extends ManagedPool<RabbitHandle> {
+  readonly name = "rabbitmq" as const;
+
+  constructor(ctx: PoolContext) {
+    super(ctx);
+  }
+
+  protected async build(secret: KvSecret): Promise<RabbitHandle> {
+    const tls = tlsEnabled(secret);
+    const endpoint = this.ctx.settings.endpoints.rabbitmq;
+    const vhost = secretText(secret, "vhost") || "/";
+    const url = new URL(`${tls ? "amqps" : "amqp"}://${endpoint.host}:${tls ? endpoint.port : endpoint.plainPort}`);
+    url.username = encodeURIComponent(secretText(secret, "user"));
+    url.password = encodeURIComponent(secretText(secret, "password"));
+    url.pathname = `/${encodeURIComponent(vhost)}`;
+    url.searchParams.set("heartbeat", "30");
+    const connection = await amqp.connect(url.toString(), {
+      timeout: this.ctx.settings.connectTimeout * 1000,
+      clientProperties: { connection_name: "devstack_nodejs" },
+      ...(tls ? { ca: [this.ctx.ca], minVersion: "TLSv1.2" } : {}),
+    });
+    const handle: RabbitHandle = { connection, idle: [], closed: false };
+    connection.on("error", (error: Error) => this.ctx.logger.warn({ dependency: this.name, reason: error.name }, "connection error"));
+    connection.on("close", () => {
+      handle.closed = true;
+    });
+    return handle;
+  }
+
+  protected async warmUp(handle: RabbitHandle): Promise<void> {
+    await this.withChannelOf(handle, () => Promise.resolve());
+  }
+
+  protected async closeClient(handle: RabbitHandle): Promise<void> {
+    handle.closed = true;
+    await handle.connection.close();
+  }
+
+  protected override isDead(handle: RabbitHandle): boolean {
+    return handle.closed;
+  }
+
+  protected override isAuthError(error: unknown): boolean {
+    return error instanceof Error && error.message.includes("ACCESS_REFUSED");
+  }
+
+  private async withChannelOf<T>(handle: RabbitHandle, work: (channel: amqp.ConfirmChannel) => Promise<T>): Promise<T> {
+    let channel = handle.idle.pop();
+    if (channel === undefined) {
+      channel = await handle.connection.createConfirmChannel();
+      const opened = channel;
+      // A channel error (404 on a passive declare) closes it; the error reaches the caller's promise.
+      opened.on("error", () => undefined);
+      opened.on("close", () => {
+        const at = handle.idle.indexOf(opened);
+        if (at >= 0) handle.idle.splice(at, 1);
+        closedChannels.add(opened);
+      });
+    }
+    try {
+      const result = await work(channel);
+      if (!closedChannels.has(channel) && handle.idle.length < this.ctx.settings.channelPoolSize) handle.idle.push(channel);
+      else if (!closedChannels.has(channel)) void channel.close().catch(() => undefined);
+      return result;
+    } catch (error) {
+      if (!closedChannels.has(channel)) void channel.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** A confirm channel for one operation, bounded by the operation timeout. */
+  channel<T>(what: string, work: (channel: amqp.ConfirmChannel) => Promise<T>): Promise<T> {
+    return this.operation(what, (handle) => this.withChannelOf(handle, work));
+  }
+}
+
+const QUEUE_NAME = /^[A-Za-z0-9._-]{1,200}$/;
+export const MAX_CONSUME = 100;
+
+function checkQueue(name: string): void {
+  if (!QUEUE_NAME.test(name) || name === "." || name === ".." || name.startsWith("amq.")) {
+    throw new InvalidInput("a queue name is 1-200 of A-Z a-z 0-9 . _ - (not amq.*, . or ..)");
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  return (error as { code?: unknown }).code === 404;
+}
+
+export interface ConsumedMessage {
+  message_id: string | null;
+  payload: Record<string, unknown>;
+  redelivered: boolean;
+}
+
+export class QueueService {
+  constructor(private readonly pool: RabbitPool) {}
+
+  /** Declare the queue (durable), publish persistent and mandatory, and wait for the confirm. */
+  async publish(queue: string, payload: Record<string, unknown>): Promise<{ queue: string; message_id: string }> {
+    checkQueue(queue);
+    const messageId = randomUUID();
+    const body = Buffer.from(JSON.stringify(payload));
+    const returned = await this.pool.channel("publish", async (channel) => {
+      await channel.assertQueue(queue, { durable: true });
+      let bounced = false;
+      const onReturn = (message: amqp.Message): void => {
+        if (message.properties.messageId === messageId) bounced = true;
+      };
+      channel.on("return", onReturn);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          channel.publish("", queue, body, { messageId, contentType: "application/json", persistent: true, mandatory: true }, (error: unknown) => {
+            if (error === null || error === undefined) resolve();
+            else reject(error instanceof Error ? error : new Error("the broker refused the message"));
+          });
+        });
+      } finally {
+        channel.off("return", onReturn);
+      }
+      return bounced;
+    });
+    if (returned) throw new NotFound(`no queue ${JSON.stringify(queue)} received the message`);
+    return { queue, message_id: messageId };
+  }
+
+  /** Up to `max` messages waiting now, each acknowledged; a body that is not a JSON object is
+   *  rejected without requeue and counted. */
+  async consume(queue: string, max: number): Promise<{ queue: string; messages: ConsumedMessage[]; rejected: number }> {
+    checkQueue(queue);
+    return this.pool.channel("consume", async (channel) => {
+      try {
+        await channel.checkQueue(queue);
+      } catch (error) {
+        if (isNotFound(error)) throw new NotFound(`queue ${JSON.stringify(queue)} does not exist`);
+        throw error;
+      }
+      const messages: ConsumedMessage[] = [];
+      let rejected = 0;
+      for (let i = 0; i < max; i++) {
+        const message = await channel.get(queue, { noAck: false });
+        if (message === false) break;
+        let payload: unknown;
+        try {
+          payload = JSON.parse(message.content.toString("utf8"));
+        } catch {
+          payload = undefined;
+        }
+        if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+          channel.reject(message, false);
+          rejected += 1;
+          continue;
+        }
+        const id = message.properties.messageId as unknown;
+        messages.push({ message_id: typeof id === "string" ? id : null, payload: payload as Record<string, unknown>, redelivered: message.fields.redelivered });
+        channel.ack(message);
+      }
+      return { queue, messages, rejected };
+    });
+  }
+
+  async inspect(queue: string): Promise<{ queue: string; message_count: number; consumer_count: number }> {
+    checkQueue(queue);
+    return this.pool.channel("inspect queue", async (channel) => {
+      try {
+        const ok = await channel.checkQueue(queue);
+        return { queue, message_count: ok.messageCount, consumer_count: ok.consumerCount };
+      } catch (error) {
+        if (isNotFound(error)) throw new NotFound(`queue ${JSON.stringify(queue)} does not exist`);
+        throw error;
+      }
+    });
+  }
+
+  /** Health: a round trip in the application's vhost on a pooled channel. */
+  async probe(): Promise<void> {
+    await this.pool.channel("health", async (channel) => {
+      await channel.checkExchange("amq.direct");
+    });
+  }
+}
