@@ -1,6 +1,8 @@
 """Reference API figures, against a running stack (`./devstack up`, profile standard):
 
-For each app (code_first, api_first), one after the other: a warm-up, then `--requests` mixed
+For each app (code_first and api_first by default; any implementation of the service table by
+name, e.g. `--apps golang`, or `--apps all` for every one the running stack has), one after the
+other: a warm-up, then `--requests` mixed
 HTTP requests (`--concurrency` at a time) over the contract's operations, and:
 
 (a) Vault requests per API request at steady state, counted by Vault itself: the request lines
@@ -14,7 +16,7 @@ HTTP requests (`--concurrency` at a time) over the contract's operations, and:
 
 Usage:
     .venv/bin/python bench/apps/bench_apps.py [--state-dir .devstack] [--port-offset 0]
-        [--requests 10000] [--concurrency 16] [--apps code_first,api_first] [--json out.json]
+        [--requests 10000] [--concurrency 16] [--apps code_first,api_first|all] [--json out.json]
 
 Exits non-zero when a target is missed or a request got an undocumented answer.
 """
@@ -36,8 +38,19 @@ from typing import Any
 
 import httpx
 
-BASE_PORTS = {"code_first": 8000, "api_first": 8001}
+from devstack_cli.stack import stack
+
+DEFAULT_APPS = "code_first,api_first"
 RSS_TARGET_MB = 80.0
+
+
+def implementations() -> list[str]:
+    """Every implementation of the contract the service table knows (kind "api")."""
+    return [s.name for s in stack().services.values() if s.kind == "api"]
+
+
+def http_port(app: str, port_offset: int) -> int:
+    return stack().service(app).ports["http"] + port_offset
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -95,9 +108,8 @@ def app_pid(status: dict[str, Any], app: str) -> int:
     if len(pids) != 1:
         raise SystemExit(f"expected one process for {app}, got {service['processes']}")
     pid: int = pids[0]
-    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    if app not in cmdline:
-        raise SystemExit(f"pid {pid} is not {app}: {cmdline}")
+    if not Path(f"/proc/{pid}").exists():
+        raise SystemExit(f"pid {pid} of {app} is not running")
     return pid
 
 
@@ -240,7 +252,7 @@ async def drive(
 
 
 async def bench_app(args: argparse.Namespace, app: str, pid: int) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{BASE_PORTS[app] + args.port_offset}"
+    url = f"http://127.0.0.1:{http_port(app, args.port_offset)}"
     queue = f"bench.apps.{app}.{uuid.uuid4().hex[:8]}"
     limits = httpx.Limits(
         max_connections=args.concurrency, max_keepalive_connections=args.concurrency
@@ -282,6 +294,8 @@ async def bench_app(args: argparse.Namespace, app: str, pid: int) -> dict[str, A
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     status = await asyncio.to_thread(stack_status, args.state_dir, args.port_offset)
+    if args.apps == ["all"]:
+        args.apps = [a for a in implementations() if a in status["services"]]
     results = {}
     for app in args.apps:
         results[app] = await bench_app(args, app, app_pid(status, app))
@@ -301,15 +315,21 @@ def main() -> int:
     )
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--apps", default="code_first,api_first")
+    parser.add_argument(
+        "--apps",
+        default=DEFAULT_APPS,
+        help="comma-separated implementations of the service table, or `all` (every one the "
+        f"running stack has); default {DEFAULT_APPS}",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.state_dir = Path(args.state_dir).resolve()
     args.audit_log = args.state_dir / "vault" / "audit.log"
     args.apps = [a.strip() for a in args.apps.split(",") if a.strip()]
-    unknown = set(args.apps) - set(BASE_PORTS)
-    if unknown:
-        parser.error(f"unknown apps: {sorted(unknown)}")
+    if args.apps != ["all"]:
+        unknown = set(args.apps) - set(implementations())
+        if unknown:
+            parser.error(f"unknown apps: {sorted(unknown)}; choose from {implementations()}")
 
     result = asyncio.run(measure(args))
     text = json.dumps(result, indent=2)
