@@ -160,3 +160,34 @@ def test_generated_secrets_are_long_and_distinct() -> None:
 
 def test_the_table_validates_as_a_model() -> None:
     assert isinstance(TABLE, Stack)
+
+
+def test_the_port_offset_range_is_documented_and_enforced() -> None:
+    """README states the range Settings enforces; the highest port stays below 49152."""
+    import re
+    import subprocess
+    import sys
+
+    from devstack_cli.settings import Settings, repo_root
+
+    field = Settings.model_fields["port_offset"]
+    bounds = {type(m).__name__: m for m in field.metadata}
+    low, high = bounds["Ge"].ge, bounds["Le"].le
+    readme = (repo_root() / "README.md").read_text()
+    stated = re.search(r"N is (\d+) to (\d+) \(anything else is refused with exit code 2\)", readme)
+    assert stated is not None, "README does not state the DEVSTACK_PORT_OFFSET range"
+    assert (int(stated[1]), int(stated[2])) == (low, high)
+    highest = max(
+        base + i
+        for s in stack().services.values()
+        for base in s.ports.values()
+        for i in range(s.instances)
+    )
+    assert f"{highest} + N" in readme and highest + high < 49152
+    refused = subprocess.run(
+        [sys.executable, "-m", "devstack_cli", "status"],
+        env={"DEVSTACK_PORT_OFFSET": str(high + 1), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and "DEVSTACK_PORT_OFFSET" in refused.stderr
