@@ -40,6 +40,18 @@ TEST_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_PORT_OFFSET", "100"))
 TEST_PROFILE = os.environ.get("DEVSTACK_TEST_PROFILE", "standard")
 
 
+TESTS = Path(__file__).resolve().parent
+# Every test under these folders uses the real stack; everything else is a unit test, which
+# `./devstack test --unit` (pytest -m "not integration") runs without starting any server.
+INTEGRATION_FOLDERS = ("integration", "parity", "contract")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.relative_to(TESTS).parts[0] in INTEGRATION_FOLDERS:
+            item.add_marker(pytest.mark.integration)
+
+
 async def wait_for(
     condition: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.5
 ) -> None:
@@ -87,7 +99,8 @@ class StackUnderTest:
         )
 
     def up(self, *args: str) -> subprocess.CompletedProcess[str]:
-        result = self.cli("up", *args)
+        # A cold machine builds the polyglot APIs first (Rust: about ten minutes on 2 cores).
+        result = self.cli("up", *args, timeout=2400)
         if result.returncode != 0:
             pytest.fail(
                 f"devstack up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"

@@ -476,11 +476,15 @@ def test(
         bool,
         typer.Option(help="Run ruff, mypy and each polyglot API's own checks before pytest."),
     ] = True,
+    unit: Annotated[
+        bool, typer.Option("--unit", help="The fast lane: no integration test, no server started.")
+    ] = False,
 ) -> None:
     """Run the whole test suite: lint, types, unit and integration tests (extra args go to pytest).
 
     The integration tests start a stack of their own through `devstack up`, in a separate state
-    folder and on ports moved by DEVSTACK_TEST_PORT_OFFSET (default 100), beside yours.
+    folder and on ports moved by DEVSTACK_TEST_PORT_OFFSET (default 100), beside yours, with the
+    profile DEVSTACK_TEST_PROFILE (default `full`: every implementation of the contract).
     """
     import subprocess
 
@@ -520,8 +524,9 @@ def test(
                 recipe, say=lambda line: out.print(f"[bold]{line}[/bold]", markup=True)
             ):
                 fail(f"the {recipe.name} checks failed ({recipe.folder})", EXIT_FAILED)
-    argv = [sys.executable, "-m", "pytest", *ctx.args]
-    out.print(f"[bold]$ pytest {' '.join(ctx.args)}[/bold]", markup=True)
+    lane = ["-m", "not integration"] if unit else []
+    argv = [sys.executable, "-m", "pytest", *lane, *ctx.args]
+    out.print(f"[bold]$ pytest {' '.join([*lane, *ctx.args])}[/bold]", markup=True)
     code = subprocess.run(argv, cwd=root).returncode
     if code:
         fail(f"`pytest` failed (exit {code})", EXIT_FAILED)
