@@ -1170,6 +1170,12 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
             "implementation": t.info.get("implementation", t.name),
             "contract_version": t.info.get("version"),
             "rss_mb": {"idle": t.rss_idle_mb, "after_run": t.rss_after_mb},
+            # What the run created through the API and removed at its end.
+            "fixtures": {
+                "queue": t.queue or None,
+                "cache_keys": t.paths.get("cache_get", []) if t.kind == "implementation" else [],
+                "items": t.created,
+            },
             "startup_s": {
                 "runs": t.startup_s,
                 "median": round(statistics.median(t.startup_s), 3) if t.startup_s else None,

@@ -1,0 +1,245 @@
+"""`devstack bench --smoke` against the session's stack: every implementation that is up is
+measured on every scenario, and the outputs (results.json, results.md, the charts) are complete
+and well-formed. No speed is asserted: only that each figure exists and is consistent.
+
+Also: the bad inputs (one line, exit 2 or 3), `--compare`, and the pure parts of the harness
+(Redis slot mapping, comparison) that the figures depend on.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack_cli.bench import SCENARIOS, SMOKE_CONNECTIONS, key_slot, keys_on_every_master
+from devstack_cli.bench_report import compare
+from devstack_cli.stack import stack as service_table
+from tests.conftest import StackUnderTest, new_state_dir
+
+pytestmark = pytest.mark.integration
+
+BASELINES = {"starlette": {"health"}, "starlette_redis": {"health", "cache_get"}}
+CHARTS = ("requests_per_second.png", "latency_p99.png", "memory_startup.png")
+
+
+def apis_up(stack: StackUnderTest) -> list[str]:
+    services = stack.status()["services"]
+    return [
+        name
+        for name, svc in services.items()
+        if service_table().service(name).kind == "api" and svc["state"] == "healthy"
+    ]
+
+
+@pytest.fixture(scope="module")
+def smoke(stack: StackUnderTest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    apis = apis_up(stack)
+    assert apis, "the session's stack runs no implementation"
+    folder = tmp_path_factory.mktemp("bench") / "run"
+    result = stack.cli("bench", "--smoke", "--output", str(folder), timeout=1800)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    report: dict[str, Any] = json.loads((folder / "results.json").read_text())
+    return {"report": report, "folder": folder, "apis": apis, "stdout": result.stdout}
+
+
+def test_every_implementation_that_is_up_runs_every_scenario(smoke: dict[str, Any]) -> None:
+    report = smoke["report"]
+    assert report["schema"] == 1 and report["mode"] == "smoke"
+    assert report["errors"] == []
+    assert set(smoke["apis"]) <= set(report["targets"])
+    assert set(BASELINES) <= set(report["targets"])
+    runs = {(r["target"], r["scenario"], r["connections"]): r for r in report["results"]}
+    expected = [(api, s, c) for api in smoke["apis"] for s in SCENARIOS for c in SMOKE_CONNECTIONS]
+    expected += [(b, s, c) for b, ss in BASELINES.items() for s in ss for c in SMOKE_CONNECTIONS]
+    missing = [key for key in expected if key not in runs]
+    assert not missing, missing
+    assert len(runs) == len(report["results"]) == len(expected)
+    for key, run in runs.items():
+        assert run["requests"] > 0, key
+        # Every answer was counted by status, and the statuses add up to the answers.
+        assert sum(run["statuses"].values()) == run["requests"], key
+        assert run["non_2xx"] == sum(
+            n for status, n in run["statuses"].items() if not 200 <= int(status) < 300
+        )
+        assert run["requests_per_second"] == pytest.approx(
+            run["requests"] / run["seconds"], rel=0.01
+        )
+        lat = run["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["max"], key
+        assert run["cpu_seconds"] >= 0 and run["cpu_seconds_per_1000_requests"] >= 0, key
+        assert set(run["socket_errors"]) == {"connect", "read", "write", "timeout"}
+
+
+def test_memory_start_up_ceilings_and_the_machine_are_recorded(
+    smoke: dict[str, Any], stack: StackUnderTest
+) -> None:
+    report = smoke["report"]
+    for name, target in report["targets"].items():
+        assert target["rss_mb"]["idle"] > 0 and target["rss_mb"]["after_run"] > 0, name
+        assert target["startup_s"]["runs"] and all(t > 0 for t in target["startup_s"]["runs"])
+        assert target["startup_s"]["median"] > 0, name
+    for api in smoke["apis"]:
+        assert report["targets"][api]["implementation"] == api
+        assert report["targets"][api]["kind"] == "implementation"
+    for tool in ("redis-benchmark", "pgbench"):
+        rows = [c for c in report["ceilings"] if c["tool"] == tool]
+        assert sorted(r["connections"] for r in rows) == list(SMOKE_CONNECTIONS), tool
+        assert all(r["requests_per_second"] > 0 for r in rows), tool
+    machine = report["machine"]
+    assert machine["cores"] >= 1 and machine["kernel"] and machine["cpu_model"]
+    assert report["versions"]["wrk"] and report["versions"]["redis"]
+    assert len(report["commit"]) >= 7
+    assert report["stack"]["port_offset"] == stack.port_offset
+    # Nothing of the machine's paths goes into a file meant to be committed.
+    text = (smoke["folder"] / "results.json").read_text()
+    assert str(stack.state_dir) not in text and str(Path.home()) not in text
+
+
+def test_markdown_and_charts_are_written(smoke: dict[str, Any]) -> None:
+    folder: Path = smoke["folder"]
+    markdown = (folder / "results.md").read_text()
+    for name in smoke["report"]["targets"]:
+        assert f"| {name} |" in markdown
+    for scenario in SCENARIOS:
+        assert f"| {scenario} |" in markdown
+    assert "## Ceilings" in markdown and "## Memory and start-up" in markdown
+    for chart in CHARTS:
+        data = (folder / chart).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", chart
+        width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+        assert width > 300 and height > 200, chart
+    # The summary table is printed at the end.
+    assert "requests/s (p99 ms)" in smoke["stdout"]
+
+
+def test_the_run_leaves_the_stack_as_it_found_it(
+    smoke: dict[str, Any], stack: StackUnderTest
+) -> None:
+    # Every implementation was restarted for its start-up time and is healthy again.
+    assert set(smoke["apis"]) <= set(apis_up(stack))
+    report = smoke["report"]
+    for name in BASELINES:  # the baselines are stopped
+        with pytest.raises(httpx.TransportError):
+            httpx.get(report["targets"][name]["url"] + "/health", timeout=2)
+    for api in smoke["apis"]:
+        target = report["targets"][api]
+        fixtures = target["fixtures"]
+        with httpx.Client(base_url=target["url"], timeout=30) as client:
+            queue = client.get(f"/examples/messaging/queues/{fixtures['queue']}")
+            assert queue.status_code == 404, queue.text
+            for path in fixtures["cache_keys"][:3] + fixtures["items"][:3]:
+                assert client.get(path).status_code == 404, path
+
+
+def test_compare_flags_a_regression(smoke: dict[str, Any], tmp_path: Path) -> None:
+    report = smoke["report"]
+    same_rows, same_regressions = compare(report, report, 10)
+    assert same_rows and not same_regressions
+    worse = copy.deepcopy(report)
+    worse["results"][0]["requests_per_second"] /= 2
+    rows, regressions = compare(report, worse, 10)
+    assert len(regressions) == 1 and "requests/s" in regressions[0]
+    assert len(rows) == len(same_rows)
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(report))
+    new.write_text(json.dumps(worse))
+    result = cli(tmp_path, "bench", "--compare", str(old), "--against", str(new))
+    assert result.returncode == 0, result.stderr
+    assert "REGRESSION" in result.stdout and "1 regression" in result.stdout
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+def cli(state_dir: Path, *args: str, offset: int = 0) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {
+        **os.environ,
+        "DEVSTACK_STATE_DIR": str(state_dir),
+        "DEVSTACK_PORT_OFFSET": str(offset),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "devstack_cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--implementations", "cobol"], "unknown implementation cobol"),
+        (["--scenarios", "health,teleport"], "unknown scenario teleport"),
+        (["--connections", "0"], "--connections"),
+    ],
+)
+def test_bad_names_are_one_line_and_exit_2(
+    stack: StackUnderTest, args: list[str], words: str
+) -> None:
+    result = stack.cli("bench", *args)
+    assert result.returncode == 2
+    assert words in one_error_line(result)
+
+
+def test_a_stack_that_is_not_up_is_one_line_and_exit_3() -> None:
+    state = new_state_dir("bench-not-up")
+    result = cli(state, "bench", "--smoke", offset=3)
+    assert result.returncode == 3
+    assert "not running" in one_error_line(result)
+
+
+def test_an_implementation_outside_the_running_profile_is_exit_3(stack: StackUnderTest) -> None:
+    running = set(stack.status()["services"])
+    outside = [
+        s.name
+        for s in service_table().services.values()
+        if s.kind == "api" and s.name not in running
+    ]
+    if not outside:
+        pytest.skip("every implementation of the table runs in this stack")
+    result = stack.cli("bench", "--implementations", outside[0])
+    assert result.returncode == 3
+    assert "not part of the running stack" in one_error_line(result)
+
+
+# -- the pure parts ---------------------------------------------------------------------------
+
+
+def test_key_slot_is_redis_cluster_hashing() -> None:
+    # Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+    assert key_slot("123456789") == 0x31C3
+    assert key_slot("foo") == 12182
+    assert key_slot("{user1000}.following") == key_slot("user1000")
+
+
+def test_cache_keys_land_on_every_master() -> None:
+    ranges = [
+        {"start": 0, "end": 5460, "master": "a"},
+        {"start": 5461, "end": 10922, "master": "b"},
+        {"start": 10923, "end": 16383, "master": "c"},
+    ]
+    keys = keys_on_every_master(ranges, 4, "bench:x:")
+    assert len(keys) == 12 == len(set(keys))
+    owners = [
+        next(r["master"] for r in ranges if r["start"] <= key_slot("cache:" + k) <= r["end"])
+        for k in keys
+    ]
+    assert sorted(owners) == ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    assert owners[:3] in (["a", "b", "c"],)  # interleaved: consecutive requests spread
