@@ -474,7 +474,9 @@ def test(
     ctx: typer.Context,
     checks: Annotated[
         bool,
-        typer.Option(help="Run ruff, mypy and each polyglot API's own checks before pytest."),
+        typer.Option(
+            help="Run ruff, mypy, typos and each polyglot API's own checks before pytest."
+        ),
     ] = True,
     unit: Annotated[
         bool, typer.Option("--unit", help="The fast lane: no integration test, no server started.")
@@ -508,6 +510,7 @@ def test(
             [f"{bin_dir}/ruff", "check", "."],
             [f"{bin_dir}/ruff", "format", "--check", "."],
             [f"{bin_dir}/mypy"],
+            [f"{bin_dir}/typos", "."],
         ]
         if checks
         else []
