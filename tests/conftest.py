@@ -1,8 +1,9 @@
 """The integration, contract and parity tests share one stack, started through `devstack up`.
 
 It runs in a fresh state folder and on ports moved by DEVSTACK_TEST_PORT_OFFSET (default 100),
-so it never touches a developer's stack, with the profile DEVSTACK_TEST_PROFILE (default `standard`). One stack serves the whole session; tests that stop or
-wipe a stack start their own (see test_lifecycle.py).
+so it never touches a developer's stack, with the profile DEVSTACK_TEST_PROFILE (default
+`standard`). One stack serves the whole session; tests that stop or wipe a stack start their own
+(see test_lifecycle.py). When the session ends, no log file of the stack may hold a secret.
 """
 
 from __future__ import annotations
@@ -174,13 +175,19 @@ class StackUnderTest:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[StackUnderTest]:
+    from tests.support import leaks_in_logs
+
     under_test = StackUnderTest(new_state_dir("it"), TEST_PORT_OFFSET)
+    leaks: list[str] = []
     try:
         under_test.up("--profile", TEST_PROFILE)
         yield under_test
+        # After every test of the session: no process of the stack logged a secret.
+        leaks = leaks_in_logs(under_test)
     finally:
         under_test.cli("down")
         shutil.rmtree(under_test.state_dir, ignore_errors=True)
+    assert not leaks, f"secrets in the stack's logs: {leaks}"
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -24,7 +26,9 @@ from pathlib import Path
 import httpx
 
 from devstack_cli import appenv, polyglot
+from devstack_cli.stack import stack as service_table
 from devstack_cli.vault import Vault
+from devstack_client.redaction import is_masked_key as is_secret_key
 from tests.conftest import StackUnderTest
 
 
@@ -158,3 +162,40 @@ async def running_implementation(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+VAULT_TOKEN = re.compile(r"\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9_\-]{20,}")
+
+
+def secret_values(stack: StackUnderTest) -> list[str]:
+    """Every secret the stack holds: each KV secret's values under a secret key, every AppRole's
+    secret-id, the root token and the unseal keys."""
+    init = json.loads(stack.settings.state.vault_init.read_text())
+    found: list[str] = [init["root_token"], *init.get("unseal_keys_b64", [])]
+    table = service_table()
+    with root_vault(stack) as vault:
+        for service in table.services.values():
+            for path in service.readable_secrets()[:2]:  # its own secret and admin secret
+                for key, value in (vault.kv_get(path) or {}).items():
+                    if isinstance(value, str) and is_secret_key(key):
+                        found.append(value)
+    for service in table.services:
+        secret_id = stack.settings.state.secret_id_file(service)
+        if secret_id.exists():
+            found.append(secret_id.read_text().strip())
+    return [value for value in found if len(value) >= 8]
+
+
+def leaks_in_logs(stack: StackUnderTest) -> list[str]:
+    """Log files of the stack (servers, APIs, supervisor, bootstrap) holding a secret value or a
+    Vault token: `file: what` for each, the value itself never repeated."""
+    values = secret_values(stack)
+    leaks = []
+    for log in sorted(stack.settings.state.logs.glob("*.log")):
+        text = log.read_text(errors="replace")
+        leaked = sum(1 for value in values if value in text)
+        if leaked:
+            leaks.append(f"{log.name}: {leaked} secret value(s)")
+        if VAULT_TOKEN.search(text):
+            leaks.append(f"{log.name}: a Vault token")
+    return leaks
