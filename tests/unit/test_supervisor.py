@@ -257,3 +257,30 @@ def test_a_second_supervisor_on_one_folder_is_refused(tmp: Path) -> None:
             supervisor.hold_lock(tmp / "supervisor.pid")
     finally:
         os.close(held)
+
+
+async def test_a_one_shot_after_a_start_runs_again_when_that_process_restarts(tmp: Path) -> None:
+    """Vault comes back sealed after a crash: its unseal step must run after every start."""
+    runs = tmp / "runs"
+    plan = Plan(
+        profile="t",
+        processes=(
+            spec(tmp, "server", "exec sleep 60"),
+            spec(
+                tmp, "unseal", f"echo x >> {runs}", one_shot=True, depends_on={"server": "started"}
+            ),
+        ),
+    )
+    sup = Supervisor(plan, tmp / "s.sock")
+    serving = asyncio.create_task(sup.serve())
+    await wait_for(sup, "unseal", "completed")
+    first = sup.procs["server"].pid
+    assert first is not None
+    os.kill(first, 9)
+    async with asyncio.timeout(10):
+        while len(runs.read_text().split()) < 2:
+            await asyncio.sleep(0.05)
+    await wait_for(sup, "unseal", "completed")
+    assert sup.procs["server"].pid != first and sup.procs["server"].restarts == 1
+    sup.shutting_down.set()
+    await serving

@@ -15,11 +15,17 @@ Condition = Literal["started", "healthy", "completed"]
 
 
 class Probe(BaseModel):
-    """How the supervisor decides that a process is ready: exactly one of the three."""
+    """How the supervisor decides that a process is ready: exactly one of the three.
+
+    A TCP probe passes when every port answers: the server must send at least one byte within
+    the probe's timeout, after `send` (hex) when the protocol has the client speak first. A bare
+    connect is not enough: the kernel completes it even for a frozen server.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tcp: tuple[int, ...] = ()
+    send: str = ""  # hex bytes written after connecting, e.g. PostgreSQL's SSLRequest
     http: str | None = None
     exec: tuple[str, ...] = ()
 
@@ -27,6 +33,9 @@ class Probe(BaseModel):
     def _exactly_one(self) -> Probe:
         if sum(bool(x) for x in (self.tcp, self.http, self.exec)) != 1:
             raise ValueError("a probe has exactly one of tcp, http, exec")
+        if self.send and not self.tcp:
+            raise ValueError("only a tcp probe sends bytes")
+        bytes.fromhex(self.send)
         return self
 
 

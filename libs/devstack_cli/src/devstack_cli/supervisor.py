@@ -84,17 +84,27 @@ def satisfies(state: str, condition: str) -> bool:
     return state in ("starting", "healthy", "unhealthy", "completed")
 
 
+async def tcp_answers(port: int, send_hex: str) -> bool:
+    """Connect, send the greeting (if any), and read the first byte of the server's answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        if send_hex:
+            writer.write(bytes.fromhex(send_hex))
+            await writer.drain()
+        return bool(await reader.read(1))
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
 async def run_probe(probe: Probe) -> str | None:
     """None when the probe passes, else a short reason."""
     try:
         if probe.tcp:
             for port in probe.tcp:
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", port), PROBE_TIMEOUT
-                )
-                writer.close()
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
+                if not await asyncio.wait_for(tcp_answers(port, probe.send), PROBE_TIMEOUT):
+                    return f"port {port} closed without answering"
             return None
         if probe.http:
             import httpx
@@ -113,6 +123,8 @@ async def run_probe(probe: Probe) -> str | None:
             return "probe timed out"
         return None if code == 0 else f"probe exited {code}"
     except Exception as exc:  # OSError, TimeoutError, httpx.HTTPError: the probe failed
+        if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+            return f"probe timed out ({PROBE_TIMEOUT:.0f} s)"
         return type(exc).__name__
 
 
@@ -200,8 +212,10 @@ class Supervisor:
                 failures += 1
                 if failures >= UNHEALTHY_AFTER_FAILURES:
                     ps.set("unhealthy", reason)
-            healthy = ps.state == "healthy"
-            await asyncio.sleep(PROBE_INTERVAL_HEALTHY if healthy else PROBE_INTERVAL_STARTING)
+            # After a failure, probe again soon: a frozen server is unhealthy in about
+            # UNHEALTHY_AFTER_FAILURES probe timeouts, not that many healthy intervals.
+            steady = ps.state == "healthy" and failures == 0
+            await asyncio.sleep(PROBE_INTERVAL_HEALTHY if steady else PROBE_INTERVAL_STARTING)
 
     async def run_process(self, ps: ProcessState) -> None:
         backoff = 1.0
@@ -216,6 +230,7 @@ class Supervisor:
                 return
             ps.proc, ps.pid, ps.exit_code = proc, proc.pid, None
             ps.set("starting")
+            self._rerun_one_shots_after(ps.spec.name)
             started = time.monotonic()
             prober = None if ps.spec.one_shot else asyncio.create_task(self._probe_loop(ps, proc))
             code = await proc.wait()
@@ -235,6 +250,15 @@ class Supervisor:
             ps.set("exited", f"exited {code}; restarting in {backoff:.0f}s")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_RESTART_BACKOFF)
+
+    def _rerun_one_shots_after(self, name: str) -> None:
+        """A one-shot that runs once a process has started (Vault's unseal and bootstrap) runs
+        again whenever that process starts again: a Vault that restarts comes back sealed."""
+        for other in self.procs.values():
+            if other.spec.one_shot and other.spec.depends_on.get(name) == "started":
+                task = self.tasks.get(other.spec.name)
+                if task is not None and task.done() and not self.shutting_down.is_set():
+                    self.start_process(other.spec.name)
 
     def _reap_group(self, spec: ProcessSpec, pgid: int) -> None:
         """A process that died may leave members of its group behind (a wrapper's server): they

@@ -18,16 +18,20 @@ from devstack_cli.servers.base import Exec, Launch, PlanContext
 from devstack_cli.settings import write_private
 from devstack_cli.tools import require
 
+EPMD_NAMES = "00016e"  # a NAMES_REQ: epmd answers with its port and the nodes it knows
+
 
 def processes(ctx: PlanContext) -> list[ProcessSpec]:
     epmd = ctx.process(
         "rabbitmq-epmd",
-        Probe(tcp=(ctx.port("epmd"),)),
+        Probe(tcp=(ctx.port("epmd"),), send=EPMD_NAMES),
         {},
         command=(require("epmd"), "-port", str(ctx.port("epmd")), "-address", "127.0.0.1"),
     )
-    # Plain ports only: a bare TCP probe of a TLS port fills the log with handshake errors.
-    probe = Probe(tcp=(ctx.port("amqp"), ctx.port("management")))
+    # The management listener (plain HTTP, loopback) starts once the broker has booted, its
+    # definitions loaded and its AMQP listeners open; a probe there logs nothing, unlike an
+    # AMQP handshake left unfinished every few seconds.
+    probe = Probe(http=f"http://127.0.0.1:{ctx.port('management')}/")
     broker = ctx.process("rabbitmq", probe, {**ctx.after(), "rabbitmq-epmd": "healthy"})
     return [epmd, broker]
 
@@ -105,5 +109,15 @@ log.file = false
         "ERL_EPMD_ADDRESS": "127.0.0.1",
         "ERL_EPMD_PORT": str(ctx.port("epmd")),
         "RABBITMQ_DIST_PORT": str(ctx.port("dist")),
+        # No wrapper shell stays around: with RABBITMQ_ALLOW_INPUT set, Debian's rabbitmq-server
+        # script `exec`s erl, which `exec`s erlexec, which `exec`s beam.smp, so the process the
+        # supervisor started (and signals, and probes) is the broker itself. The script then
+        # leaves out -noinput: given back here, with the distribution port on loopback only.
+        "RABBITMQ_ALLOW_INPUT": "1",
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": ERL_ARGS,
     }
     return Exec([require("rabbitmq-server")], env=env)
+
+
+# No Erlang shell on stdin; Erlang distribution (node-to-node, rabbitmqctl) on 127.0.0.1 only.
+ERL_ARGS = "-noinput -kernel inet_dist_use_interface {127,0,0,1}"

@@ -24,7 +24,8 @@ def processes(ctx: PlanContext) -> list[ProcessSpec]:
     nodes = [
         ctx.process(
             f"redis-{i + 1}",
-            Probe(tcp=(ctx.port("redis", i),)),
+            # PING on the plain port: "-NOAUTH" is an answer (the password is not the probe's).
+            Probe(tcp=(ctx.port("redis", i),), send=b"PING\r\n".hex()),
             ctx.after(),
             instance=i,
         )

@@ -1,0 +1,138 @@
+"""Faults injected with real signals into the test stack, for every process of the table (so
+none is forgotten): a server killed is replaced by a new one and leaves nothing behind; Vault
+killed comes back unsealed; a frozen server is reported unhealthy, and healthy again once it
+runs. Each test ends with the whole stack healthy again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from devstack_cli.engine import render_plan
+from devstack_cli.settings import Settings
+from devstack_cli.stack import stack as service_table
+from tests.conftest import TEST_PORT_OFFSET, StackUnderTest
+
+PLAN = render_plan(Settings(state_dir=Path("/nonexistent"), port_offset=0), "standard")
+LONG_RUNNING = [p.name for p in PLAN.processes if not p.one_shot]
+SHELLS = {"sh", "dash", "bash", "zsh"}
+RECOVERY_TIMEOUT = 180.0  # generous: a loaded 2-core machine; no figure depends on it
+
+
+def processes(stack: StackUnderTest) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for svc in stack.status()["services"].values() for p in svc["processes"]}
+
+
+def wait_until(condition: Any, what: str, timeout: float = RECOVERY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def all_healthy(stack: StackUnderTest) -> bool:
+    report = stack.status()
+    return report["running"] and all(s["state"] == "healthy" for s in report["services"].values())
+
+
+def alive(pid: int, started: float) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - started) < 0.05
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_the_table_gives_every_long_running_process() -> None:
+    assert TEST_PORT_OFFSET >= 0
+    services = {p.service for p in PLAN.processes if not p.one_shot}
+    assert services == set(
+        n for n, s in service_table().services.items() if "standard" in s.profiles
+    )
+    assert {"vault", "postgres", "rabbitmq", "rabbitmq-epmd", "redis-3"} <= set(LONG_RUNNING)
+
+
+@pytest.mark.parametrize("name", LONG_RUNNING)
+def test_killing_the_real_process_replaces_it_and_orphans_nothing(
+    stack: StackUnderTest, name: str
+) -> None:
+    wait_until(lambda: all_healthy(stack), "the stack to be healthy before the fault")
+    before = processes(stack)[name]
+    pid = before["pid"]
+    server = psutil.Process(pid)
+    kind = service_table().service(before["service"]).kind
+    # The supervisor tracks the server itself, not a shell or a launcher in front of it.
+    assert server.name() not in SHELLS, f"{name} is supervised through a shell ({pid})"
+    if kind == "server":
+        assert not server.name().startswith("python"), f"{name}'s launcher did not exec"
+    family = [(p.pid, p.create_time()) for p in [server, *server.children(recursive=True)]]
+    family += [
+        (p.pid, p.create_time())
+        for p in psutil.process_iter()
+        if p.pid != pid and _session(p.pid) == pid and (p.pid, p.create_time()) not in family
+    ]
+    os.kill(pid, signal.SIGKILL)
+
+    def replaced() -> bool:
+        now = processes(stack)[name]
+        return now["pid"] not in (None, pid) and now["state"] == "healthy"
+
+    wait_until(replaced, f"{name} to be replaced by a healthy process")
+    assert processes(stack)[name]["restarts"] == before["restarts"] + 1
+    left = [p for p, started in family if alive(p, started)]
+    assert left == [], f"killing {name} ({pid}) left its processes {left} running"
+    wait_until(lambda: all_healthy(stack), "the whole stack to be healthy again")
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+def test_vault_killed_comes_back_unsealed(stack: StackUnderTest) -> None:
+    """The test above has killed Vault too; here what a client sees: unsealed, secrets there."""
+    wait_until(lambda: all_healthy(stack), "the stack to be healthy")
+    pid = processes(stack)["vault"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(
+        lambda: processes(stack)["vault"]["pid"] != pid and all_healthy(stack),
+        "Vault to be replaced, unsealed and healthy",
+    )
+    status = stack.cli("vault", "status")
+    assert status.returncode == 0 and "sealed       False" in status.stdout
+    assert stack.creds("postgres")["password"]
+    log = stack.settings.state.log_file("vault-bootstrap").read_text()
+    assert log.count("unsealing Vault") >= 2
+
+
+def test_a_frozen_process_is_unhealthy_until_it_runs_again(stack: StackUnderTest) -> None:
+    """SIGSTOP every long-running process at once: the kernel still completes TCP handshakes
+    for them, so only a probe that waits for an answer (and times out) sees it."""
+    wait_until(lambda: all_healthy(stack), "the stack to be healthy")
+    frozen = {name: p["pid"] for name, p in processes(stack).items() if name in LONG_RUNNING}
+    try:
+        for pid in frozen.values():
+            os.kill(pid, signal.SIGSTOP)
+
+        def all_unhealthy() -> bool:
+            now = processes(stack)
+            return all(now[name]["state"] == "unhealthy" for name in frozen)
+
+        wait_until(all_unhealthy, "every frozen process to be reported unhealthy")
+        health = stack.cli("health")
+        assert health.returncode == 1
+        assert all(p["pid"] == frozen[n] for n, p in processes(stack).items() if n in frozen)
+    finally:
+        for pid in frozen.values():
+            os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: all_healthy(stack), "every process healthy again after SIGCONT")
