@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 import struct
 import subprocess
 import sys
@@ -22,7 +24,7 @@ import pytest
 from devstack_cli.bench import SCENARIOS, SMOKE_CONNECTIONS, key_slot, keys_on_every_master
 from devstack_cli.bench_report import compare
 from devstack_cli.stack import stack as service_table
-from tests.conftest import StackUnderTest, new_state_dir
+from tests.conftest import StackUnderTest
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +46,7 @@ def smoke(stack: StackUnderTest, tmp_path_factory: pytest.TempPathFactory) -> di
     apis = apis_up(stack)
     assert apis, "the session's stack runs no implementation"
     folder = tmp_path_factory.mktemp("bench") / "run"
-    result = stack.cli("bench", "--smoke", "--output", str(folder), timeout=1800)
+    result = stack.cli("bench", "--smoke", "--output", str(folder), timeout=1200)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     report: dict[str, Any] = json.loads((folder / "results.json").read_text())
     return {"report": report, "folder": folder, "apis": apis, "stdout": result.stdout}
@@ -156,12 +158,67 @@ def test_compare_flags_a_regression(smoke: dict[str, Any], tmp_path: Path) -> No
     assert "REGRESSION" in result.stdout and "1 regression" in result.stdout
 
 
+def test_https_loads_the_tls_ports(stack: StackUnderTest, tmp_path: Path) -> None:
+    result = stack.cli(
+        "bench",
+        "--https",
+        "--smoke",
+        "--scenarios",
+        "health",
+        "--connections",
+        "1",
+        "--no-ceilings",
+        "--startup-rounds",
+        "0",
+        "--output",
+        str(tmp_path / "run"),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert report["settings"]["scheme"] == "https"
+    for api in apis_up(stack):
+        assert report["targets"][api]["url"] == f"https://127.0.0.1:{stack.port(api, 'https')}"
+    assert "baselines" in report["skipped"]  # they serve HTTP only
+    assert all(r["requests"] > 0 and r["non_2xx"] == 0 for r in report["results"])
+
+
+def test_isolated_starts_a_stack_of_its_own_and_removes_it(
+    stack: StackUnderTest, tmp_path: Path
+) -> None:
+    # --isolated moves every port 500 above the offset it is given: clear of the session's.
+    result = cli(
+        tmp_path / "unused-state",
+        "bench",
+        "--isolated",
+        "--smoke",
+        "--scenarios",
+        "health",
+        "--connections",
+        "1",
+        "--no-ceilings",
+        "--no-baselines",
+        "--startup-rounds",
+        "0",
+        "--output",
+        str(tmp_path / "run"),
+        offset=stack.port_offset + 200,
+    )
+    assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    report = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert report["stack"]["port_offset"] == stack.port_offset + 700
+    assert {"code_first", "api_first"} <= set(report["targets"])
+    state = re.search(r"isolated stack \(profile \w+\) in (\S+)", result.stdout)
+    assert state is not None, result.stdout
+    assert not Path(state.group(1)).exists()  # stopped and deleted
+    port = report["targets"]["code_first"]["url"]
+    with pytest.raises(httpx.TransportError):
+        httpx.get(port + "/health", timeout=2)
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 
 def cli(state_dir: Path, *args: str, offset: int = 0) -> subprocess.CompletedProcess[str]:
-    import os
-
     env = {
         **os.environ,
         "DEVSTACK_STATE_DIR": str(state_dir),
@@ -172,7 +229,7 @@ def cli(state_dir: Path, *args: str, offset: int = 0) -> subprocess.CompletedPro
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1200,
     )
 
 
@@ -198,9 +255,8 @@ def test_bad_names_are_one_line_and_exit_2(
     assert words in one_error_line(result)
 
 
-def test_a_stack_that_is_not_up_is_one_line_and_exit_3() -> None:
-    state = new_state_dir("bench-not-up")
-    result = cli(state, "bench", "--smoke", offset=3)
+def test_a_stack_that_is_not_up_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    result = cli(tmp_path / "state", "bench", "--smoke", offset=3)
     assert result.returncode == 3
     assert "not running" in one_error_line(result)
 

@@ -59,7 +59,7 @@ LUA_SCRIPT = Path(BENCH_DIR) / "wrk" / "scenario.lua"
 BASELINE_SCRIPT = Path(BENCH_DIR) / "baselines" / "starlette_app.py"
 DEFAULT_CONNECTIONS = (1, 16, 64)
 SMOKE_CONNECTIONS = (1, 16)
-SERVER_CPU, LOADGEN_CPU = 0, 1
+ISOLATED_OFFSET = 500  # --isolated: ports this far above the current stack's
 
 
 class BenchError(Exception):
@@ -158,7 +158,8 @@ class Options:
         self.connections = [c for c in self.connections if c in SMOKE_CONNECTIONS] or list(
             SMOKE_CONNECTIONS
         )
-        self.duration, self.warmup, self.startup_rounds = 1, 0, 1
+        self.duration, self.warmup = 1, 0
+        self.startup_rounds = min(self.startup_rounds, 1)
 
 
 def parse_names(raw: str | None, known: list[str], what: str) -> list[str] | None:
@@ -1100,7 +1101,7 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
             if s in t.scenarios
         ]
         ceiling_steps = 2 * len(options.connections) if options.ceilings else 0
-        startup_steps = len(implementations)
+        startup_steps = len(implementations) if options.startup_rounds else 0
         with _progress(console) as progress:
             task = progress.add_task("benchmark", total=len(plan) + ceiling_steps + startup_steps)
             for scenario, connections, target in plan:
@@ -1147,7 +1148,7 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
                 except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
                     report["errors"].append(f"ceiling pgbench: {exc}")
                 progress.advance(task, len(options.connections))
-            for target in implementations:
+            for target in implementations if options.startup_rounds else []:
                 progress.update(task, description=f"start-up: {target.name}")
                 try:
                     target.startup_s = startup_times(settings, target, options.startup_rounds)
@@ -1257,14 +1258,16 @@ def print_comparison(
 
 @contextlib.contextmanager
 def isolated_stack(settings: Settings, profile: str, console: Console) -> Iterator[Settings]:
-    """A stack of its own, as the tests start one: a fresh state folder, ports moved."""
+    """A stack of its own, as the tests start one: a fresh state folder, and every port moved
+    ISOLATED_OFFSET above the current offset (so it runs beside the user's stack)."""
+    offset = settings.port_offset + ISOLATED_OFFSET
     state = Path(tempfile.mkdtemp(prefix="devstack-bench-"))
     state.chmod(0o755)  # PostgreSQL runs as its own account when this runs as root
-    isolated = Settings(state_dir=state, port_offset=settings.port_offset)
+    isolated = Settings(state_dir=state, port_offset=offset)
     env = {
         **os.environ,
         "DEVSTACK_STATE_DIR": str(state),
-        "DEVSTACK_PORT_OFFSET": str(settings.port_offset),
+        "DEVSTACK_PORT_OFFSET": str(offset),
     }
     console.print(f"starting an isolated stack (profile {profile}) in {state}")
     try:
@@ -1276,8 +1279,8 @@ def isolated_stack(settings: Settings, profile: str, console: Console) -> Iterat
             check=False,
         )
         if up.returncode != 0:
-            tail = (up.stderr or up.stdout).strip().splitlines()[-1:] or ["?"]
-            raise BenchError(f"the isolated stack did not start: {tail[0]}", up.returncode)
+            first = (up.stderr or up.stdout).strip().splitlines()[:1] or ["?"]
+            raise BenchError(f"the isolated stack did not start: {first[0]}", up.returncode)
         yield isolated
     finally:
         subprocess.run(
