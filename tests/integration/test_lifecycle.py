@@ -5,10 +5,19 @@ port and an unknown profile refused with their documented exit codes, reset remo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import TEST_PORT_OFFSET, StackUnderTest, new_state_dir
@@ -132,3 +141,112 @@ def test_a_server_that_cannot_start_is_named_with_its_log() -> None:
         assert broken.status()["running"] is False
     finally:
         broken.cli("reset", "--yes")
+
+
+# -- a killed supervisor, a stale PID file, two `up` at once (issue 9: 1-3) -----------------
+
+
+def stack_processes(s: StackUnderTest) -> list[tuple[int, float]]:
+    """(pid, start time) of every long-running process of the stack, from `status`."""
+    found = []
+    for svc in s.status()["services"].values():
+        for p in svc["processes"]:
+            if p["pid"] is not None and not p["one_shot"]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    found.append((p["pid"], psutil.Process(p["pid"]).create_time()))
+    return found
+
+
+def still_running(found: list[tuple[int, float]]) -> list[int]:
+    running = []
+    for pid, started in found:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc = psutil.Process(pid)
+            if proc.create_time() == started and proc.status() != psutil.STATUS_ZOMBIE:
+                running.append(pid)
+    return running
+
+
+async def wait_until_gone(found: list[tuple[int, float]], timeout: float = 120) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while still_running(found) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+    assert still_running(found) == [], "processes outlived their supervisor"
+
+
+async def test_a_killed_supervisor_leaves_nothing_running(own_stack: StackUnderTest) -> None:
+    s = own_stack
+    s.up("--profile", "minimal")
+    found = stack_processes(s)
+    assert len(found) >= 6
+    supervisor = json.loads(s.settings.state.supervisor_pid.read_text())["pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    await wait_until_gone(found)
+    report = s.status()
+    assert report["running"] is False and report["orphans"] == []
+    assert s.cli("down").stdout.strip() == "the stack is not running"
+    again = s.up("--profile", "minimal")  # no port is held by what the dead supervisor ran
+    assert "services healthy" in again.stdout
+    s.cli("down")
+
+
+def test_down_never_signals_the_process_a_stale_pid_file_names(
+    own_stack: StackUnderTest,
+) -> None:
+    s = own_stack
+    s.settings.state.run.mkdir(parents=True, exist_ok=True)
+    stranger = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        s.settings.state.supervisor_pid.write_text(f"{stranger.pid}\n")
+        result = s.cli("down", timeout=60)
+        assert result.returncode == 0 and "not running" in result.stdout
+        assert stranger.poll() is None, "down signalled a process that is not the stack's"
+    finally:
+        stranger.kill()
+        stranger.wait()
+        s.settings.state.supervisor_pid.unlink(missing_ok=True)
+
+
+def test_two_ups_at_once_one_wins_and_nothing_is_invisible(
+    own_stack: StackUnderTest,
+) -> None:
+    s = own_stack
+    argv = [sys.executable, "-m", "devstack_cli", "up", "--profile", "minimal"]
+    racers = [
+        subprocess.Popen(argv, env=s.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(r.wait(timeout=300), *r.communicate()) for r in racers]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], results
+    loser = next(err for code, _, err in results if code == 1)
+    assert "another `devstack up`" in loser
+    report = s.status()
+    assert report["running"] is True
+    found = stack_processes(s)
+    assert s.cli("down").returncode == 0
+    assert still_running(found) == []
+    assert s.status()["running"] is False and s.status()["orphans"] == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL under another account")
+def test_up_works_from_a_folder_other_accounts_cannot_enter() -> None:
+    """A checkout in root's home (mode 0700 on Debian): PostgreSQL and PgBouncer run as the
+    postgres account, which cannot enter it; their folders live where it can, and reset
+    removes those too."""
+    home = Path(tempfile.mkdtemp(prefix="devstack-home-"))
+    home.chmod(0o700)
+    private = StackUnderTest(home / "checkout" / ".devstack", TEST_PORT_OFFSET + 150)
+    try:
+        private.up("--profile", "minimal")
+        link = private.state_dir / "postgres"
+        assert link.is_symlink()
+        outside = link.resolve()
+        assert not outside.is_relative_to(home) and (outside / "data" / "PG_VERSION").exists()
+        assert private.status()["services"]["pgbouncer"]["state"] == "healthy"
+        result = private.cli("reset", "--yes")
+        assert result.returncode == 0, result.stderr
+        assert not private.state_dir.exists() and not outside.exists()
+    finally:
+        private.cli("reset", "--yes")
+        shutil.rmtree(home, ignore_errors=True)

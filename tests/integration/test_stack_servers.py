@@ -5,10 +5,13 @@ another CA."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 
 import aio_pika
 import asyncmy
+import asyncpg
+import psutil
 import pytest
 from cryptography import x509
 from pymongo import AsyncMongoClient
@@ -255,3 +258,93 @@ def test_each_server_has_its_own_certificate(stack: StackUnderTest, service: str
     assert cert.issuer.rfc4514_string() == "CN=DevStack Core Intermediate CA"
     key_file = tls / "key.pem"
     assert key_file.stat().st_mode & 0o077 == 0, "private keys are readable by their owner only"
+
+
+# -- plaintext is refused where the server lets us; every port is on loopback ---------------
+
+
+@pytest.mark.parametrize("service", ["postgres", "pgbouncer"])
+async def test_postgres_refuses_plaintext_with_a_valid_password(
+    stack: StackUnderTest, service: str
+) -> None:
+    creds = stack.creds("postgres")
+    with pytest.raises(Exception, match=r"(?i)no encryption|ssl required|SSL"):
+        conn = await asyncpg.connect(
+            host="127.0.0.1",
+            port=stack.port(service, service),
+            user=creds["user"],
+            password=creds["password"],
+            database=creds["database"],
+            ssl=False,
+            timeout=30,
+        )
+        await conn.close()
+
+
+async def test_mysql_refuses_plaintext_with_a_valid_password(stack: StackUnderTest) -> None:
+    """require_secure_transport: the same credentials that work over TLS are refused without
+    it (MariaDB 10.11 answers "insecure transport" or, before reading the password, denies)."""
+    creds = stack.creds("mysql")
+    options = {
+        "host": "127.0.0.1",
+        "port": stack.port("mysql", "mysql"),
+        "user": creds["user"],
+        "password": creds["password"],
+        "database": creds["database"],
+    }
+    over_tls = await asyncmy.connect(**options, ssl=stack.tls_context())
+    over_tls.close()
+    with pytest.raises(Exception, match=r"insecure transport|Access denied"):
+        conn = await asyncmy.connect(**options)
+        conn.close()
+
+
+async def test_mysql_has_no_account_without_a_password(stack: StackUnderTest) -> None:
+    with stack.login("mysql") as vault:
+        admin = vault.kv_get("admin/mysql")
+    assert admin is not None
+    conn = await asyncmy.connect(
+        host="127.0.0.1",
+        port=stack.port("mysql", "mysql"),
+        user=admin["user"],
+        password=admin["password"],
+        ssl=stack.tls_context(),
+    )
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(
+                "SELECT user, host FROM mysql.global_priv "
+                "WHERE IFNULL(JSON_VALUE(Priv, '$.authentication_string'), '') = '' "
+                "AND IFNULL(JSON_VALUE(Priv, '$.account_locked'), 0) != 1"
+            )
+            assert await cur.fetchall() in ((), [])  # no account logs in without a password
+            await cur.execute("SELECT host FROM mysql.user WHERE user = 'root' ORDER BY host")
+            assert [row[0] for row in await cur.fetchall()] == ["127.0.0.1", "localhost"]
+    finally:
+        conn.close()
+
+
+def stack_pids(stack: StackUnderTest) -> set[int]:
+    pids: set[int] = set()
+    for service in stack.status()["services"].values():
+        for p in service["processes"]:
+            if p["pid"] is not None and not p["one_shot"]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc = psutil.Process(p["pid"])
+                    pids |= {proc.pid, *(c.pid for c in proc.children(recursive=True))}
+    return pids
+
+
+def test_every_listening_port_is_on_loopback(stack: StackUnderTest) -> None:
+    """Every socket any process of the stack listens on (Erlang's distribution port and
+    FerretDB's debug port included) is bound to 127.0.0.1 or ::1."""
+    pids = stack_pids(stack)
+    listening = [
+        (c.pid, str(getattr(c.laddr, "ip", "")), int(getattr(c.laddr, "port", 0)))
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    ]
+    ports = {port for _, _, port in listening}
+    assert stack.port("rabbitmq", "dist") in ports and stack.port("mongodb", "debug") in ports
+    exposed = [entry for entry in listening if entry[1] not in ("127.0.0.1", "::1")]
+    assert exposed == []

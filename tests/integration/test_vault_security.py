@@ -111,3 +111,51 @@ def test_no_process_holds_the_root_token(stack: StackUnderTest) -> None:
             if path.stat().st_size > 1_000_000:
                 continue  # database files, not configuration
             assert token not in path.read_bytes(), f"{path} contains the root token"
+
+
+# -- a dead secret-id is replaced (issue 9, item 14, the CLI side) ---------------------------
+
+
+def secret_id_known(stack: StackUnderTest, role: str, secret_id: str) -> bool:
+    with Vault.for_settings(stack.settings, stack.root_token()) as root:
+        found = root.call(
+            "POST", f"auth/approle/role/{role}/secret-id/lookup", {"secret_id": secret_id}
+        )
+    return bool((found or {}).get("data"))
+
+
+def test_bootstrap_replaces_a_secret_id_that_no_longer_logs_in(stack: StackUnderTest) -> None:
+    role = "pgbouncer"  # its launcher logs in at each start only: nothing running is disturbed
+    secret_file = stack.settings.state.secret_id_file(role)
+    dead = secret_file.read_text().strip()
+    with Vault.for_settings(stack.settings, stack.root_token()) as root:
+        root.write(f"auth/approle/role/{role}/secret-id/destroy", {"secret_id": dead})
+    assert not secret_id_known(stack, role, dead)
+    result = stack.cli("vault", "bootstrap")
+    assert result.returncode == 0, result.stderr
+    assert f"{role}: its secret-id no longer logs in" in result.stdout
+    fresh = secret_file.read_text().strip()
+    assert fresh != dead and secret_file.stat().st_mode & 0o777 == 0o600
+    with stack.login(role) as vault:  # the new one logs in
+        assert vault.call("GET", "auth/token/lookup-self")["data"]["policies"] == [  # type: ignore[index]
+            "default",
+            role,
+        ]
+    again = stack.cli("vault", "bootstrap")  # a working secret-id is left alone
+    assert "no longer logs in" not in again.stdout
+    assert secret_file.read_text().strip() == fresh
+
+
+def test_rotate_secret_id_replaces_and_destroys(stack: StackUnderTest) -> None:
+    role = "pgbouncer"
+    secret_file = stack.settings.state.secret_id_file(role)
+    old = secret_file.read_text().strip()
+    result = stack.cli("vault", "rotate-secret-id", role)
+    assert result.returncode == 0, result.stderr
+    new = secret_file.read_text().strip()
+    assert new != old and old not in result.stdout + result.stderr and new not in result.stdout
+    assert not secret_id_known(stack, role, old) and secret_id_known(stack, role, new)
+    with stack.login(role) as vault:
+        assert vault.call("GET", "auth/token/lookup-self")
+    unknown = stack.cli("vault", "rotate-secret-id", "nosuch")
+    assert unknown.returncode == 2 and "unknown service 'nosuch'" in unknown.stderr

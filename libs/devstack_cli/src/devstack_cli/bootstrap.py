@@ -10,11 +10,14 @@ What the bootstrap creates, per service of the table:
 - a PKI role `pki_int/roles/<name>` for its certificates;
 - a policy `<name>` that reads exactly the secrets the table allows and issues its own
   certificates, and an AppRole `<name>` with that policy (token TTL 1h, max 24h), whose role-id and
-  secret-id are written to the state folder with mode 0600.
+  secret-id are written to the state folder with mode 0600. A secret-id that no longer logs in
+  (destroyed, expired) is replaced, and the role's lockout lifted; `devstack vault
+  rotate-secret-id NAME` replaces one on demand.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 from collections.abc import Callable
@@ -189,8 +192,67 @@ def _service(vault: Vault, settings: Settings, service: Service, log: Log) -> No
         write_private(role_file, role_id + "\n")
         secret_file.unlink(missing_ok=True)
     if not secret_file.exists():
-        secret_id = vault.write(f"auth/approle/role/{name}/secret-id", {})["data"]["secret_id"]
-        write_private(secret_file, secret_id + "\n")
+        issue_secret_id(vault, settings, name)
+    elif not secret_id_works(vault, name, secret_file.read_text().strip()):
+        log(f"{name}: its secret-id no longer logs in (destroyed or expired): issuing a new one")
+        issue_secret_id(vault, settings, name)
+        unlock(vault, role_id)
+
+
+# -- secret-ids -----------------------------------------------------------------------------
+
+
+def secret_id_works(vault: Vault, role: str, secret_id: str) -> bool:
+    """True when Vault still knows this secret-id of the role and it has not expired.
+
+    Asked with the root token (a lookup), not by logging in: failed logins count towards
+    Vault's lockout of the role."""
+    if not secret_id:
+        return False
+    found = vault.call(
+        "POST", f"auth/approle/role/{role}/secret-id/lookup", {"secret_id": secret_id}
+    )
+    data = (found or {}).get("data")
+    if not data:
+        return False
+    expires = str(data.get("expiration_time") or "")
+    if expires and not expires.startswith("0001-01-01"):
+        when = dt.datetime.fromisoformat(expires.replace("Z", "+00:00"))
+        if when <= dt.datetime.now(dt.UTC):
+            return False
+    return True
+
+
+def issue_secret_id(vault: Vault, settings: Settings, role: str) -> str:
+    """A new secret-id for the role, written (mode 0600) where its service reads it."""
+    secret_id: str = vault.write(f"auth/approle/role/{role}/secret-id", {})["data"]["secret_id"]
+    write_private(settings.state.secret_id_file(role), secret_id + "\n")
+    return secret_id
+
+
+def unlock(vault: Vault, role_id: str) -> None:
+    """Lift Vault's lockout of an AppRole (a client that retried a dead secret-id trips it)."""
+    auths = vault.call("GET", "sys/auth") or {}
+    accessor = auths.get("data", auths).get("approle/", {}).get("accessor")
+    if accessor:
+        vault.write(f"sys/locked-users/{accessor}/unlock/{role_id}", {})
+
+
+def rotate_secret_id(settings: Settings, role: str, root_token: str, log: Log) -> None:
+    """Issue a new secret-id for a service, write it, then destroy the one it replaces.
+
+    A running app reads its secret-id file again when a login fails; a server's launcher reads
+    it at each start."""
+    secret_file = settings.state.secret_id_file(role)
+    old = secret_file.read_text().strip() if secret_file.exists() else ""
+    with Vault.for_settings(settings, root_token) as vault:
+        role_id = vault.call("GET", f"auth/approle/role/{role}/role-id")["data"]["role_id"]  # type: ignore[index]
+        issue_secret_id(vault, settings, role)
+        log(f"{role}: new secret-id written to {secret_file}")
+        if old:
+            vault.write(f"auth/approle/role/{role}/secret-id/destroy", {"secret_id": old})
+            log(f"{role}: the previous secret-id is destroyed")
+        unlock(vault, role_id)
 
 
 def _export_ca(vault: Vault, settings: Settings) -> None:

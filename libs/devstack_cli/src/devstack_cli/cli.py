@@ -176,9 +176,7 @@ def up(
         out.print(status_table(states, s))
         raise typer.Exit(0 if healthy else EXIT_FAILED)
     s.state.logs.mkdir(parents=True, exist_ok=True)
-    check_toolchains(profile)
-    install_missing(s, services)
-    prepare_apps(s, profile)
+    # What can be checked is checked before any long install: ports, then toolchains.
     taken = engine.taken_ports(s, profile)
     if taken:
         port, label = taken[0]
@@ -187,6 +185,9 @@ def up(
             "DEVSTACK_PORT_OFFSET to move the whole stack",
             EXIT_ENVIRONMENT,
         )
+    check_toolchains(profile)
+    install_missing(s, services)
+    prepare_apps(s, profile)
     engine.start_supervisor(s, engine.render_plan(s, profile))
     interactive = out.is_terminal
     if interactive:
@@ -383,8 +384,7 @@ def reset(yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] 
             fail(f"reset deletes {root}; pass --yes to confirm", EXIT_USAGE)
         typer.confirm(f"Stop the stack and delete {root}?", abort=True)
     engine.stop(s)
-    if root.exists():
-        shutil.rmtree(root)
+    engine.remove_state(s)
     out.print(f"removed {root}")
 
 
@@ -568,6 +568,24 @@ def vault_bootstrap() -> None:
     root = bootstrap.init_or_unseal(s, out.print)
     bootstrap.bootstrap(s, stack(), root, out.print)
     out.print("bootstrap applied")
+
+
+@vault_app.command("rotate-secret-id")
+def vault_rotate_secret_id(
+    service: Annotated[str, typer.Argument(help="The service whose AppRole secret-id to replace.")],
+) -> None:
+    """Issue a new secret-id for a service's AppRole and destroy the old one (and lift a lockout).
+
+    `vault bootstrap` replaces a secret-id that no longer logs in; this replaces one on demand.
+    """
+    from devstack_cli import bootstrap
+
+    s = settings()
+    name = known_service(service)
+    if engine.status(s) is None:
+        fail("the stack is not running: start it with `./devstack up`")
+    root = bootstrap.init_or_unseal(s, out.print)
+    bootstrap.rotate_secret_id(s, name, root, out.print)
 
 
 @vault_app.command("ca")

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -201,6 +202,21 @@ def stop(settings: Settings, timeout: float = 90.0) -> bool:
         time.sleep(0.1)
     stop_orphans(settings)
     return True
+
+
+def remove_state(settings: Settings) -> None:
+    """Delete the state folder, and the folders outside it that it links to (a server's folder
+    kept where its own account can reach it: see `Launch.reachable_by`)."""
+    from devstack_cli.servers.base import outside_root
+
+    root, outside = settings.state.root, outside_root(settings)
+    if root.exists():
+        for child in root.iterdir():
+            if child.is_symlink() and child.resolve().parent == outside:
+                shutil.rmtree(child.resolve(), ignore_errors=True)
+        shutil.rmtree(root)
+    if outside.exists():
+        shutil.rmtree(outside, ignore_errors=True)
 
 
 # -- services, as the user sees them ------------------------------------------------------

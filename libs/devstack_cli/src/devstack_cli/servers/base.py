@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import grp
+import hashlib
 import os
 import pwd
 import shutil
@@ -112,6 +114,34 @@ class Launch:
         index = self.instance if instance is None else instance
         return self.settings.port(self.service.ports[name] + index)
 
+    def reachable_by(self, user: str | None) -> None:
+        """Make this server's folder one that `user` (the account it runs as) can reach.
+
+        When the state folder lies where that account cannot go (root's home is mode 0700 on
+        Debian), the folder moves outside (`outside_root`) and the state folder links to it."""
+        if user is None or reachable(self.dir, user):
+            return
+        root = outside_root(self.settings)
+        for folder in (root.parent, root):
+            folder.mkdir(mode=0o711, exist_ok=True)
+            st = folder.lstat()
+            if folder.is_symlink() or st.st_uid != os.getuid():
+                raise PermissionError(f"{folder} is not a folder of ours: remove it")
+            folder.chmod(0o711)  # searchable, not listable
+        (root / "state-dir").write_text(f"{self.settings.state.root}\n")
+        outside = root / self.service.name
+        outside.mkdir(mode=0o700, exist_ok=True)
+        chown(outside, user)
+        link = self.dir
+        if not link.is_symlink():
+            for child in link.iterdir():  # a folder made before: its contents move along
+                shutil.move(str(child), outside / child.name)
+            link.rmdir()
+            link.symlink_to(outside, target_is_directory=True)
+        self.dir = outside
+        if not reachable(self.dir, user):
+            raise PermissionError(f"the {user} account cannot reach {self.dir} either")
+
     @property
     def instance_dir(self) -> Path:
         """This process's own folder: the service folder, or `redis/redis-2` for an instance."""
@@ -177,20 +207,32 @@ def chown(path: Path, user: str | None) -> None:
         shutil.chown(path, user, pwd.getpwnam(user).pw_gid)
 
 
-def check_reachable(path: Path, user: str) -> None:
-    """Fail early, with the fix, when an unprivileged server could not reach its folder."""
+def reachable(path: Path, user: str) -> bool:
+    """True when the account `user` can search every folder from / down to `path`."""
     entry = pwd.getpwnam(user)
+    groups = {g.gr_gid for g in grp.getgrall() if user in g.gr_mem} | {entry.pw_gid}
     for parent in [path, *path.parents]:
         if not parent.exists():
             continue
         st = parent.stat()
         if st.st_uid == entry.pw_uid:
-            continue
-        if not st.st_mode & 0o001:
-            raise PermissionError(
-                f"the {user} account cannot reach {path} ({parent} is not searchable by others); "
-                "set DEVSTACK_STATE_DIR to a folder outside it, for example /var/tmp/devstack"
-            )
+            ok = st.st_mode & 0o100
+        elif st.st_gid in groups:
+            ok = st.st_mode & 0o010
+        else:
+            ok = st.st_mode & 0o001
+        if not ok:
+            return False
+    return True
+
+
+def outside_root(settings: Settings) -> Path:
+    """Where servers that run under their own account keep their folder when that account
+    cannot reach the state folder (a checkout in a home folder of mode 0700): one folder per
+    state folder under /var/tmp, linked from the state folder and removed by `reset`."""
+    digest = hashlib.sha256(str(settings.state.root).encode()).hexdigest()[:16]
+    # /var/tmp is shared: reachable_by refuses a folder there that is a link or not ours.
+    return Path("/var/tmp") / f"devstack-{os.getuid()}" / digest  # noqa: S108
 
 
 def exec_server(ctx: Launch, command: Exec) -> None:

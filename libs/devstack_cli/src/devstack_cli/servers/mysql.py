@@ -1,4 +1,5 @@
-"""MariaDB 10.11 (the MySQL server): TLS with a Vault-issued certificate.
+"""MariaDB 10.11 (the MySQL server): TLS only (`require_secure_transport`), with a Vault-issued
+certificate; no account without a password.
 
 Users and passwords are brought in line with Vault on every start by an init file (mode 0600)
 that the server runs before it accepts connections.
@@ -6,6 +7,7 @@ that the server runs before it accepts connections.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 
 from devstack_cli.plan import Probe, ProcessSpec
@@ -15,6 +17,7 @@ from devstack_cli.tools import require
 
 
 def processes(ctx: PlanContext) -> list[ProcessSpec]:
+    # The server speaks first (its handshake packet): a bare TCP probe that reads it.
     return [ctx.process("mysql", Probe(tcp=(ctx.port("mysql"),)), ctx.after())]
 
 
@@ -22,11 +25,18 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def init_sql(app: dict[str, str], admin: dict[str, str]) -> str:
+def init_sql(app: dict[str, str], admin: dict[str, str], hostname: str = "localhost") -> str:
     user, database = sql_string(app["user"]), app["database"].replace("`", "``")
     password, admin_password = sql_string(app["password"]), sql_string(admin["password"])
+    host = sql_string(hostname)
     return "\n".join(
         [
+            # mariadb-install-db also creates root@::1 and root@<hostname> with no password,
+            # and anonymous accounts on some versions: none of them may exist.
+            "DROP USER IF EXISTS 'root'@'::1';",
+            f"DROP USER IF EXISTS 'root'@{host};",
+            "DROP USER IF EXISTS ''@'localhost';",
+            f"DROP USER IF EXISTS ''@{host};",
             f"ALTER USER 'root'@'localhost' IDENTIFIED BY {admin_password};",
             f"CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY {admin_password};",
             f"ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY {admin_password};",
@@ -62,7 +72,7 @@ def launch(ctx: Launch) -> Exec:
         if result.returncode:
             raise RuntimeError(f"mariadb-install-db failed with exit code {result.returncode}")
     init_file = ctx.dir / "init.sql"
-    write_private(init_file, init_sql(app, admin))
+    write_private(init_file, init_sql(app, admin, socket.gethostname()))
     return Exec(
         [
             require("mariadbd"),
@@ -78,6 +88,7 @@ def launch(ctx: Launch) -> Exec:
             f"--ssl-cert={tls.cert}",
             f"--ssl-key={tls.key}",
             "--skip-name-resolve",
+            "--require-secure-transport=ON",  # plaintext TCP is refused, whatever the password
             "--innodb-buffer-pool-size=64M",
             "--log-error=",
         ]

@@ -1,4 +1,4 @@
-"""PgBouncer in front of PostgreSQL: TLS to clients, verified TLS to the server.
+"""PgBouncer in front of PostgreSQL: TLS to clients (required), verified TLS to the server.
 
 It reads the application secret of `postgres` (its policy allows exactly that) to write its
 auth file. Like PostgreSQL it refuses to run as root.
@@ -11,7 +11,6 @@ from devstack_cli.servers.base import (
     Exec,
     Launch,
     PlanContext,
-    check_reachable,
     chown,
     unprivileged_user,
 )
@@ -19,16 +18,18 @@ from devstack_cli.settings import write_private
 from devstack_cli.stack import stack
 from devstack_cli.tools import require
 
+SSL_REQUEST = "0000000804d2162f"  # length 8, code 80877103
+
 
 def processes(ctx: PlanContext) -> list[ProcessSpec]:
-    probe = Probe(tcp=(ctx.port("pgbouncer"),))
+    # PostgreSQL's SSLRequest: PgBouncer answers "S" (it speaks TLS) without logging a thing.
+    probe = Probe(tcp=(ctx.port("pgbouncer"),), send=SSL_REQUEST)
     return [ctx.process("pgbouncer", probe, ctx.after())]
 
 
 def launch(ctx: Launch) -> Exec:
     user = unprivileged_user("postgres")
-    if user is not None:
-        check_reachable(ctx.dir, user)
+    ctx.reachable_by(user)
     app = ctx.secret("postgres")
     tls = ctx.tls(owner=user)
     postgres_port = ctx.settings.port(stack().service("postgres").ports["postgres"])
@@ -49,7 +50,7 @@ pool_mode = session
 max_client_conn = 200
 default_pool_size = 20
 ignore_startup_parameters = extra_float_digits,options
-client_tls_sslmode = allow
+client_tls_sslmode = require
 client_tls_cert_file = {tls.cert}
 client_tls_key_file = {tls.key}
 client_tls_ca_file = {tls.ca}

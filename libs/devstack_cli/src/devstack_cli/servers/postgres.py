@@ -1,9 +1,10 @@
 """PostgreSQL 15: initdb into the state folder, TLS with a Vault-issued certificate.
 
 PostgreSQL refuses to run as root, so when `devstack` runs as root the server runs as the
-`postgres` account (created by the Debian package). Roles and passwords are brought in line with
-Vault in single-user mode before each start, so the server never needs an admin session to be
-provisioned.
+`postgres` account (created by the Debian package), from a folder that account can reach (see
+`Launch.reachable_by`: outside a state folder in a home of mode 0700). Roles and passwords are
+brought in line with Vault in single-user mode before each start, so the server never needs an
+admin session to be provisioned.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from devstack_cli.servers.base import (
     Exec,
     Launch,
     PlanContext,
-    check_reachable,
     chown,
     unprivileged_user,
 )
@@ -53,8 +53,7 @@ def provisioning_sql(app: dict[str, str], admin: dict[str, str]) -> str:
 
 def launch(ctx: Launch) -> Exec:
     user = unprivileged_user("postgres")
-    if user is not None:
-        check_reachable(ctx.dir, user)
+    ctx.reachable_by(user)
     app, admin = ctx.secret(), ctx.admin_secret()
     tls = ctx.tls(owner=user)
     data = ctx.dir / "data"
@@ -94,10 +93,9 @@ def launch(ctx: Launch) -> Exec:
     hba = ctx.dir / "pg_hba.conf"
     hba.write_text(
         "# TYPE    DATABASE USER ADDRESS       METHOD\n"
+        "# TLS only: no `host` line, so a plaintext connection matches nothing and is refused.\n"
         "hostssl   all      all  127.0.0.1/32  scram-sha-256\n"
         "hostssl   all      all  ::1/128       scram-sha-256\n"
-        "host      all      all  127.0.0.1/32  scram-sha-256\n"
-        "host      all      all  ::1/128       scram-sha-256\n"
     )
     chown(hba, user)
     settings = {
