@@ -16,7 +16,10 @@ This module is imported by every launcher: it imports nothing heavy (psutil lazi
 
 from __future__ import annotations
 
+# ctypes is imported here, not lazily: a launcher calls it after dropping root, when the
+# Python installation may no longer be readable.
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -71,8 +74,6 @@ def set_parent_death_signal(sig: int) -> bool:
     """Ask the kernel to send `sig` to this process when its parent dies (Linux only)."""
     if sys.platform != "linux":
         return False
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     return bool(libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0)
 
