@@ -15,6 +15,8 @@ export default tseslint.config(
       "@typescript-eslint/restrict-template-expressions": ["error", { allowNumber: true }],
       // Fire-and-forget background work is marked with `void` on purpose.
       "@typescript-eslint/no-confusing-void-expression": "off",
+      // A hook's parameters are named for its overriders even when the default ignores them.
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_" }],
     },
   },
   {

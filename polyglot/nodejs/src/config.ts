@@ -121,7 +121,7 @@ const LOG_LEVELS: Record<string, ApiSettings["logLevel"]> = {
 
 function parseOrigins(raw: string | undefined, problems: string[]): string[] {
   if (raw === undefined) return [];
-  let origins: unknown = undefined;
+  let origins: unknown;
   if (raw.startsWith("[")) {
     try {
       origins = JSON.parse(raw);

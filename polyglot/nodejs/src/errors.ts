@@ -81,3 +81,21 @@ export function describe(error: unknown): string {
   }
   return typeof error;
 }
+
+/** A string as Python's repr() writes it, so that messages read the same in every implementation
+ *  (`cache key 'x' does not exist`). */
+export function quoted(text: string): string {
+  const quote = text.includes("'") && !text.includes('"') ? '"' : "'";
+  let out = "";
+  for (const char of text) {
+    const code = char.codePointAt(0) ?? 0;
+    if (char === "\\") out += "\\\\";
+    else if (char === quote) out += `\\${quote}`;
+    else if (char === "\n") out += "\\n";
+    else if (char === "\r") out += "\\r";
+    else if (char === "\t") out += "\\t";
+    else if (code < 0x20 || code === 0x7f) out += `\\x${code.toString(16).padStart(2, "0")}`;
+    else out += char;
+  }
+  return `${quote}${out}${quote}`;
+}

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 
 import { DEPENDENCIES, type Dependency, type Settings } from "./config.js";
-import { ConfigurationError, DependencyError, NotFound, VaultError } from "./errors.js";
+import { ConfigurationError, DependencyError, NotFound, VaultError, quoted } from "./errors.js";
 import { HealthChecker, type CheckOutcome, type Probe } from "./health.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
@@ -43,12 +43,12 @@ export class SecretReader {
   ) {}
 
   async read(service: string): Promise<SecretView> {
-    if (!(DEPENDENCIES as readonly string[]).includes(service)) throw new NotFound(`no secret for ${JSON.stringify(service)}`);
+    if (!(DEPENDENCIES as readonly string[]).includes(service)) throw new NotFound(`no secret for ${quoted(service)}`);
     let secret;
     try {
       secret = await this.store.get(service);
     } catch (error) {
-      if (error instanceof VaultError && error.httpStatus === 403) throw new NotFound(`the secret of ${JSON.stringify(service)} is not readable`);
+      if (error instanceof VaultError && error.httpStatus === 403) throw new NotFound(`the secret of ${quoted(service)} is not readable`);
       throw error;
     }
     const data: Record<string, string> = {};
@@ -62,7 +62,7 @@ export class SecretReader {
   async readKey(service: string, key: string): Promise<{ service: string; key: string; value: string; masked: boolean }> {
     const view = await this.read(service);
     const value = Object.hasOwn(view.data, key) ? view.data[key] : undefined;
-    if (value === undefined) throw new NotFound(`the secret of ${JSON.stringify(service)} has no key ${JSON.stringify(key)}`);
+    if (value === undefined) throw new NotFound(`the secret of ${quoted(service)} has no key ${quoted(key)}`);
     return { service, key, value, masked: isMaskedKey(key) };
   }
 }
@@ -113,7 +113,7 @@ export class DevStack implements Stack {
       const mongodb = new MongoPool(ctx);
       this.redis = new RedisPool(ctx);
       const rabbitmq = new RabbitPool(ctx);
-      this.pools = { postgres, mysql, mongodb, redis: this.redis, rabbitmq } as Partial<Record<Dependency, ManagedPool<unknown>>>;
+      this.pools = { postgres, mysql, mongodb, redis: this.redis, rabbitmq };
       await Promise.all(Object.values(this.pools).map((pool) => pool.start()));
       this.repositories = new Map<Backend, ItemRepository>([
         ["postgres", new PostgresItems(postgres)],

@@ -82,7 +82,7 @@ export function cors(origins: readonly string[]): RequestHandler {
       res.setHeader("Access-Control-Allow-Methods", methods.join(", "));
       res.setHeader("Access-Control-Max-Age", "600");
       res.setHeader("Access-Control-Allow-Headers", "Accept, Accept-Language, Content-Language, Content-Type, X-Request-ID");
-      const wanted = String(req.headers["access-control-request-headers"] ?? "")
+      const wanted = (req.headers["access-control-request-headers"] ?? "")
         .split(",")
         .map((h) => h.trim().toLowerCase())
         .filter((h) => h !== "");

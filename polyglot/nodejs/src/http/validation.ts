@@ -61,6 +61,8 @@ export function itemCreate(c: Checker, body: unknown): { name: string; quantity:
   if (!("name" in body)) c.fail("body", "/name", "Field required");
   else if (typeof raw !== "string") c.fail("body", "/name", "Input should be a valid string");
   else {
+    // Code points, as the contract counts (not UTF-16 units, not graphemes).
+    // eslint-disable-next-line @typescript-eslint/no-misused-spread -- code points are what is counted
     const length = [...raw].length;
     if (length < 1) c.fail("body", "/name", "String should have at least 1 character");
     else if (length > 100) c.fail("body", "/name", "String should have at most 100 characters");
@@ -84,8 +86,10 @@ export function cacheWrite(c: Checker, body: unknown): { value: string; ttl?: nu
   let ttl: number | undefined;
   let ttlOk = true;
   if ("ttl_seconds" in body) {
-    if (body.ttl_seconds === null) ttlOk = c.fail("body", "/ttl_seconds", "must be an integer; omit it for a key that never expires") ?? false;
-    else {
+    if (body.ttl_seconds === null) {
+      c.fail("body", "/ttl_seconds", "must be an integer; omit it for a key that never expires");
+      ttlOk = false;
+    } else {
       ttl = integerMember(c, body, "ttl_seconds", 1, MAX_TTL);
       ttlOk = ttl !== undefined;
     }

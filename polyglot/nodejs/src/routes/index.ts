@@ -5,7 +5,7 @@
  */
 import type { Request, Response } from "express";
 
-import { NotFound } from "../errors.js";
+import { NotFound, quoted } from "../errors.js";
 import { httpStatus, type HealthReport } from "../health.js";
 import { TEXT_FORMAT } from "../metrics.js";
 import { BACKENDS, DEFAULT_PAGE, MAX_PAGE, type Backend } from "../stores/models.js";
@@ -57,7 +57,7 @@ export function registerRoutes(table: RouteTable, ctx: RouteContext): void {
   table.add("GET", "/health/{service}", async (req, res) => {
     const service = param(req, "service");
     const health = stack().health;
-    if (!health.has(service)) throw new NotFound(`there is no dependency named ${JSON.stringify(service)}`);
+    if (!health.has(service)) throw new NotFound(`there is no dependency named ${quoted(service)}`);
     sendHealth(res, await health.check([service]));
   });
 

@@ -57,7 +57,7 @@ interface ItemDoc {
 }
 
 function toItem(doc: ItemDoc): Item {
-  return { id: doc._id.toHexString(), name: doc.name, quantity: Number(doc.quantity ?? 0), created_at: formatInstant(fromDate(doc.created_at)) };
+  return { id: doc._id.toHexString(), name: doc.name, quantity: doc.quantity ?? 0, created_at: formatInstant(fromDate(doc.created_at)) };
 }
 
 function objectId(id: string): ObjectId {

@@ -107,7 +107,7 @@ export class MySQLItems implements ItemRepository {
   async query(): Promise<QueryResult> {
     const rows = await this.pool.rows<{ version: string; time: string }>("query", "SELECT VERSION() AS version, CAST(UTC_TIMESTAMP(3) AS CHAR) AS time");
     const row = rows[0];
-    return { database: "mysql", server_version: String(row?.version ?? ""), server_time: formatInstant(parseSqlTimestamp(row?.time ?? "")) };
+    return { database: "mysql", server_version: row?.version ?? "", server_time: formatInstant(parseSqlTimestamp(row?.time ?? "")) };
   }
 
   async create(item: ItemCreate): Promise<Item> {

@@ -89,7 +89,7 @@ export abstract class ManagedPool<C> {
   }
   /** After a backend error: drop broken connections here. */
   protected onConnectionError(_client: C, _error: unknown): void {
-    // most clients recover by themselves
+    // Most clients drop broken connections by themselves.
   }
 
   // -- lifecycle ------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ import { formatInstant, now, parseSqlTimestamp } from "./time.js";
 const TIMESTAMPTZ_OID = 1184;
 
 // Timestamps as text: pg's Date would drop microseconds that another implementation may have stored.
-const types = {
-  getTypeParser(oid: number, format?: "text" | "binary"): (value: string) => unknown {
+const builtin = pg.types.getTypeParser as (oid: number, format: "text" | "binary") => (value: string) => unknown;
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") => {
     if (oid === TIMESTAMPTZ_OID) return (value: string) => value;
-    return pg.types.getTypeParser(oid, format ?? "text") as (value: string) => unknown;
-  },
+    return builtin(oid, format ?? "text");
+  }) as pg.CustomTypesConfig["getTypeParser"],
 };
 
 export class PostgresPool extends ManagedPool<pg.Pool> {

@@ -7,9 +7,9 @@ import { randomUUID } from "node:crypto";
 
 import amqp from "amqplib";
 
-import { InvalidInput, NotFound } from "../errors.js";
+import { InvalidInput, NotFound, quoted } from "../errors.js";
 import type { KvSecret } from "../vault/client.js";
-import { ManagedPool, secretText, tlsEnabled, type PoolContext } from "./pool.js";
+import { ManagedPool, secretText, tlsEnabled } from "./pool.js";
 
 /** Channels the broker or the connection closed: never handed out again. */
 const closedChannels = new WeakSet<amqp.ConfirmChannel>();
@@ -22,10 +22,6 @@ export interface RabbitHandle {
 
 export class RabbitPool extends ManagedPool<RabbitHandle> {
   readonly name = "rabbitmq" as const;
-
-  constructor(ctx: PoolContext) {
-    super(ctx);
-  }
 
   protected async build(secret: KvSecret): Promise<RabbitHandle> {
     const tls = tlsEnabled(secret);
@@ -142,7 +138,7 @@ export class QueueService {
       }
       return bounced;
     });
-    if (returned) throw new NotFound(`no queue ${JSON.stringify(queue)} received the message`);
+    if (returned) throw new NotFound(`no queue ${quoted(queue)} received the message`);
     return { queue, message_id: messageId };
   }
 
@@ -154,7 +150,7 @@ export class QueueService {
       try {
         await channel.checkQueue(queue);
       } catch (error) {
-        if (isNotFound(error)) throw new NotFound(`queue ${JSON.stringify(queue)} does not exist`);
+        if (isNotFound(error)) throw new NotFound(`queue ${quoted(queue)} does not exist`);
         throw error;
       }
       const messages: ConsumedMessage[] = [];
@@ -188,7 +184,7 @@ export class QueueService {
         const ok = await channel.checkQueue(queue);
         return { queue, message_count: ok.messageCount, consumer_count: ok.consumerCount };
       } catch (error) {
-        if (isNotFound(error)) throw new NotFound(`queue ${JSON.stringify(queue)} does not exist`);
+        if (isNotFound(error)) throw new NotFound(`queue ${quoted(queue)} does not exist`);
         throw error;
       }
     });

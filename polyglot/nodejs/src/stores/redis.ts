@@ -8,7 +8,7 @@
  */
 import { Cluster } from "ioredis";
 
-import { DependencyUnavailable, InvalidInput, NotFound } from "../errors.js";
+import { DependencyUnavailable, InvalidInput, NotFound, quoted } from "../errors.js";
 import type { KvSecret } from "../vault/client.js";
 import { ManagedPool, secretText, tlsEnabled } from "./pool.js";
 
@@ -96,10 +96,10 @@ export class CacheService {
 
   async get(key: string): Promise<CacheEntry> {
     const name = this.redisKey(key);
-    const answer = (await this.pool.operation("cache get", (cluster) => cluster.eval(GET_WITH_TTL, 1, name))) as [string | null, number];
+    const answer = (await this.pool.operation("cache get", (cluster) => cluster.eval(GET_WITH_TTL, 1, name))) as [unknown, unknown];
     const [value, ttl] = answer;
-    if (value === null || value === undefined) throw new NotFound(`cache key ${JSON.stringify(key)} does not exist`);
-    return { key, value: String(value), ttl_seconds: Number(ttl) >= 0 ? Number(ttl) : null };
+    if (typeof value !== "string") throw new NotFound(`cache key ${quoted(key)} does not exist`);
+    return { key, value, ttl_seconds: Number(ttl) >= 0 ? Number(ttl) : null };
   }
 
   /** Store `value`; `created` says whether the key was new. Without a TTL the key never expires. */
@@ -116,7 +116,7 @@ export class CacheService {
   async delete(key: string): Promise<void> {
     const name = this.redisKey(key);
     const deleted = await this.pool.operation("cache delete", (cluster) => cluster.del(name));
-    if (deleted === 0) throw new NotFound(`cache key ${JSON.stringify(key)} does not exist`);
+    if (deleted === 0) throw new NotFound(`cache key ${quoted(key)} does not exist`);
   }
 }
 
@@ -271,7 +271,7 @@ export class ClusterService {
 
   async info(): Promise<Record<string, string | number>> {
     const raw = await this.pool.operation("cluster info", (cluster) => cluster.cluster("INFO"));
-    const info = parseInfo(String(raw));
+    const info = parseInfo(raw);
     const out: Record<string, string | number> = { cluster_state: info.cluster_state ?? "fail" };
     for (const field of CLUSTER_INFO_FIELDS) out[field] = int(info[field]);
     return out;
@@ -280,7 +280,7 @@ export class ClusterService {
   /** INFO of a node the cluster lists; any other name is 404 without a connection attempt. */
   async nodeInfo(node: string): Promise<Record<string, string | number>> {
     const listed = new Set((await this.nodes()).map((n) => n.address));
-    if (!listed.has(node)) throw new NotFound(`the cluster has no node ${JSON.stringify(node)}`);
+    if (!listed.has(node)) throw new NotFound(`the cluster has no node ${quoted(node)}`);
     return this.pool.operation("node info", async (cluster) => {
       const target = cluster.nodes("all").find((n) => `${n.options.host ?? ""}:${n.options.port ?? ""}` === node);
       if (target === undefined) throw new DependencyUnavailable("redis", `node ${node} is not connected`);
@@ -302,7 +302,7 @@ export class ClusterService {
   /** Health: the cluster's state and a PING to every master. */
   async probe(): Promise<{ state: string; masters: number }> {
     return this.pool.operation("health", async (cluster) => {
-      const info = parseInfo(String(await cluster.cluster("INFO")));
+      const info = parseInfo(await cluster.cluster("INFO"));
       const masters = cluster.nodes("master");
       await Promise.all(masters.map((n) => n.ping()));
       return { state: info.cluster_state ?? "fail", masters: masters.length };

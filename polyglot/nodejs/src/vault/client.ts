@@ -126,6 +126,10 @@ export class VaultClient {
     this.agent.destroy();
   }
 
+  private isClosed(): boolean {
+    return this.closed;
+  }
+
   get generation(): number {
     return this.generationNo;
   }
@@ -227,7 +231,7 @@ export class VaultClient {
       const action = this.forceLogin ? "login" : plan.action;
       const delay = failures > 0 ? this.backoff(failures) : plan.at - now;
       if (delay > 0) await this.pause(delay);
-      if (this.closed) return;
+      if (this.isClosed()) return;
       try {
         await this.refresh(action, this.generationNo);
         failures = 0;
