@@ -18,7 +18,7 @@ from pydantic import MISSING, BaseModel
 import devstack_client as lib
 from api_first.generated import models
 from api_first.generated.operations import CONTRACT_VERSION
-from devstack_web import StackDep
+from devstack_web import StackDep, consume_response
 
 Handler = Callable[..., Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {}
@@ -178,8 +178,11 @@ async def messaging_publish(
 
 
 @operation("messagingConsume")
-async def messaging_consume(stack: StackDep, queue: str, max: int) -> models.ConsumeResult:
-    return contract(models.ConsumeResult, await stack.queues.consume(queue, max_messages=max))
+async def messaging_consume(stack: StackDep, queue: str, max: int) -> Response:
+    # Acknowledged once this answer is sent (devstack_web.consume_response).
+    return await consume_response(
+        stack, queue, max, lambda result: contract(models.ConsumeResult, result)
+    )
 
 
 # -- the Redis cluster --------------------------------------------------------------------------

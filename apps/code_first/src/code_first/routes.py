@@ -16,7 +16,13 @@ from pydantic import AfterValidator
 from code_first import models as m
 from devstack_client import BACKENDS, Backend, NotFound
 from devstack_client import ItemCreate as LibItemCreate
-from devstack_web import CONTRACT_VERSION, StackDep, contract_router, problem_responses
+from devstack_web import (
+    CONTRACT_VERSION,
+    StackDep,
+    consume_response,
+    contract_router,
+    problem_responses,
+)
 
 IMPLEMENTATION: Final = "code_first"
 HEALTH_RETRY_AFTER_SECONDS = 5
@@ -332,13 +338,14 @@ async def messaging_publish(
     "/{queue}/messages",
     operation_id="messagingConsume",
     summary="Consume up to `max` messages",
+    response_model=m.ConsumeResult,
     responses=errors(404, 422, 429, 503, 504),
 )
 async def messaging_consume(
     stack: StackDep, queue: QueueName, max_messages: ConsumeMax = 10
-) -> m.ConsumeResult:
-    result = await stack.queues.consume(queue, max_messages=max_messages)
-    return m.ConsumeResult.model_validate(result)
+) -> Response:
+    # Acknowledged once this answer is sent (devstack_web.consume_response).
+    return await consume_response(stack, queue, max_messages, m.ConsumeResult.model_validate)
 
 
 # -- the Redis cluster ---------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from devstack_client.usecases import (
     CacheService,
     ClusterService,
     ItemRepository,
+    PendingConsume,
     QueueService,
     SecretReader,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "MetricsMiddleware",
     "NodeInfo",
     "NotFound",
+    "PendingConsume",
     "PublishResult",
     "QueryResult",
     "QueueInfo",

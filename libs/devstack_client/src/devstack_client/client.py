@@ -55,6 +55,8 @@ from devstack_client.vault import VaultClient
 
 log = structlog.get_logger("devstack_client")
 
+HEALTH_BACKSTOP = 0.5  # seconds the checker waits past health_timeout before cancelling a probe
+
 _POOL_TYPES: dict[str, type[ManagedPool[Any]]] = {
     "postgres": PostgresPool,
     "mysql": MySQLPool,
@@ -207,9 +209,11 @@ class DevStackClient:
         probes: dict[str, Probe] = {"vault": self._probe_vault}
         for name in self._pools:
             probes[name] = getattr(self, f"_probe_{name}")
+        # Each probe bounds its own operation by health_timeout (so a pool sees its timeout
+        # and applies the outage policy); the checker's bound is only a backstop.
         return HealthChecker(
             probes,
-            timeout=self.settings.health_timeout,
+            timeout=self.settings.health_timeout + HEALTH_BACKSTOP,
             metrics=self.metrics,
             redactor=self.redactor,
         )
@@ -245,20 +249,26 @@ class DevStackClient:
         return CheckOutcome("healthy", None, details)
 
     async def _probe_postgres(self) -> CheckOutcome:
-        await self.postgres.fetchval("health", "SELECT 1")
+        async with self.postgres.operation("health", within=self.settings.health_timeout) as pool:
+            await pool.fetchval("SELECT 1")
         return CheckOutcome(details={"pool": self.postgres.stats()})
 
     async def _probe_mysql(self) -> CheckOutcome:
-        await self.mysql.fetch("health", "SELECT 1")
+        async with (
+            self.mysql.connection("health", within=self.settings.health_timeout) as conn,
+            conn.cursor() as cursor,
+        ):
+            await cursor.execute("SELECT 1")
+            await cursor.fetchall()
         return CheckOutcome(details={"pool": self.mysql.stats()})
 
     async def _probe_mongodb(self) -> CheckOutcome:
-        async with self.mongodb.operation("health") as handle:
-            await handle.database.command("ping")
+        async with self.mongodb.operation("health", within=self.settings.health_timeout) as db:
+            await db.database.command("ping")
         return CheckOutcome(details={"pool": self.mongodb.stats()})
 
     async def _probe_redis(self) -> CheckOutcome:
-        async with self.redis.operation("health") as cluster:
+        async with self.redis.operation("health", within=self.settings.health_timeout) as cluster:
             info = await cluster.cluster_info()
             await cluster.ping(target_nodes=RedisCluster.PRIMARIES)
             masters = len(cluster.get_primaries())
@@ -271,7 +281,7 @@ class DevStackClient:
         return CheckOutcome(details=details)
 
     async def _probe_rabbitmq(self) -> CheckOutcome:
-        async with self.rabbitmq.channel("health") as channel:
+        async with self.rabbitmq.channel("health", within=self.settings.health_timeout) as channel:
             # A round trip in the app's vhost on a pooled channel: what a publish goes through.
             underlay = await channel.get_underlay_channel()
             await underlay.exchange_declare("amq.direct", passive=True)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from devstack_client.jsonrules import LONE_SURROGATE, encodable
 
 Backend = Literal["postgres", "mysql", "mongodb"]
 BACKENDS: tuple[Backend, ...] = ("postgres", "mysql", "mongodb")
@@ -54,6 +56,13 @@ class QueryResult(_Model):
 class ItemCreate(_Model):
     name: str = Field(min_length=1, max_length=100)
     quantity: int = Field(default=0, ge=0, le=MAX_QUANTITY)
+
+    @field_validator("name")
+    @classmethod
+    def _encodable(cls, value: str) -> str:
+        if not encodable(value):
+            raise ValueError(LONE_SURROGATE)
+        return value
 
 
 class Item(_Model):

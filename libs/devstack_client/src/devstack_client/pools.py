@@ -13,7 +13,15 @@ Every pool follows the same rules (the `ManagedPool` base class):
 - a new version of the secret rebuilds the pool (the old one is closed after a grace period);
   an authentication failure makes the store re-read the secret at once (rate limited);
 - connection-level errors drop idle connections so the pool recovers as soon as the server is
-  back, without restarting the application.
+  back, without restarting the application; a client that is broken as a whole (RabbitMQ's
+  connection closed) is replaced at the next operation;
+- the outage policy, the same for every dependency (docs/api.md, "Dependency outages"): once an
+  operation failed as unavailable (refused, reset, closed; or timed out while the client knows
+  its connection attempts fail), the dependency is "down" and every operation
+  first opens a TCP connection to its port (within `connect_timeout`): refused, it fails at
+  once as DependencyUnavailable, without waiting for the client's own timeouts; accepted, the
+  operation runs, and its success ends the "down" state. So a stopped or killed server answers
+  503 at once, a frozen one 504 after `operation_timeout`, and recovery needs no restart.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import contextlib
 import linecache
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -32,6 +40,7 @@ import aio_pika
 import aio_pika.abc
 import aio_pika.exceptions
 import aio_pika.pool
+import aiormq.abc
 import aiormq.exceptions
 import asyncmy
 import asyncmy.errors
@@ -41,6 +50,7 @@ import redis.exceptions
 import structlog
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.server_type import SERVER_TYPE
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import RedisSSLContext, SSLConnection
 
@@ -127,6 +137,8 @@ class ManagedPool(Generic[C], abc.ABC):
         self._unsubscribe: Any = None
         self._closed = False
         self.rebuilds = 0
+        self._endpoint: tuple[str, int] | None = None  # where the current client connects
+        self.down_since: float | None = None  # monotonic time of the failure that began it
         self._slots = (
             asyncio.Semaphore(self.max_concurrency) if self.max_concurrency is not None else None
         )
@@ -147,6 +159,22 @@ class ManagedPool(Generic[C], abc.ABC):
 
     def _on_connection_error(self, client: C, exc: BaseException) -> None:
         """Called after a backend error; drop broken connections here."""
+
+    def _is_broken(self, client: C) -> bool:
+        """True when `client` can serve nothing more and must be replaced (not repaired)."""
+        return False
+
+    def _known_unreachable(self, client: C) -> bool:
+        """True when the client knows its last attempt to reach the server failed."""
+        return False
+
+    def _target(self, secret: VaultSecret) -> tuple[str, int]:
+        """The (host, port) the client built from `secret` connects to."""
+        return self._settings.endpoint(self.name, tls=tls_enabled(secret))
+
+    @property
+    def operation_timeout(self) -> float:
+        return self._settings.operation_timeout
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -198,31 +226,42 @@ class ManagedPool(Generic[C], abc.ABC):
         """The version of the secret the current client was built with."""
         return self._version
 
-    async def client(self) -> C:
+    def _usable(self) -> C | None:
+        """The current client, unless there is none, it is broken, or a rebuild is due."""
         current = self._client
-        if current is not None and not (self._rebuild_wanted and self._rebuild_due()):
-            return current
+        if current is None or (self._rebuild_wanted and self._rebuild_due()):
+            return None
+        return None if self._is_broken(current) else current
+
+    async def client(self) -> C:
+        usable = self._usable()
+        if usable is not None:
+            return usable
         async with self._lock:
             if self._closed:
                 raise DependencyUnavailable(self.name, "the client is closed")
+            usable = self._usable()
+            if usable is not None:
+                return usable
             current = self._client
-            if current is not None and not (self._rebuild_wanted and self._rebuild_due()):
-                return current
+            broken = current is not None and self._is_broken(current)
             secret = await self._secrets.get(self.secret_path)
             try:
                 new = await self._build(secret)
             except Exception:
-                if current is None:
+                if current is None or broken:
                     raise
                 self._next_rebuild = time.monotonic() + REBUILD_RETRY
                 log.warning("rebuilding a pool failed; keeping the old one", dependency=self.name)
                 return current
+            self._endpoint = self._target(secret)
             self._client, self._version, self._rebuild_wanted = new, secret.version, False
             if current is not None:
                 self.rebuilds += 1
+                why = "connection" if broken else "credentials"
                 if self._metrics is not None:
-                    self._metrics.pool_rebuilds.labels(self.name, "credentials").inc()
-                log.info("pool rebuilt with new credentials", dependency=self.name)
+                    self._metrics.pool_rebuilds.labels(self.name, why).inc()
+                log.info("pool rebuilt", dependency=self.name, reason=why)
                 self._retire(current)
             return new
 
@@ -265,17 +304,31 @@ class ManagedPool(Generic[C], abc.ABC):
     # -- operations -------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def operation(self, what: str) -> AsyncIterator[C]:
-        """The client, for one operation bounded by `operation_timeout`, errors translated."""
-        timeout = self._settings.operation_timeout
+    async def operation(self, what: str, *, within: float | None = None) -> AsyncIterator[C]:
+        """The client, for one operation bounded by `within` seconds (default
+        `operation_timeout`), errors translated."""
+        timeout = self._settings.operation_timeout if within is None else within
         client: C | None = None
+        slotted = False  # a timeout waiting for a slot says nothing about the server
         try:
             async with asyncio.timeout(timeout), self._slot():
+                slotted = True
+                if self.down_since is not None:
+                    await self._check_reachable(what)
                 client = await self.client()
                 yield client
+            self.down_since = None
+        except DependencyUnavailable as exc:
+            if exc.dependency == self.name:
+                self._mark_down()
+            raise
         except DevStackError:
             raise
         except TimeoutError as exc:
+            # A slow server is not a down one (no TCP check would tell them apart), unless the
+            # client itself knows its connections fail (MongoDB's server selection).
+            if slotted and client is not None and self._known_unreachable(client):
+                self._mark_down()
             raise DependencyTimeout(self.name, f"{what} timed out after {timeout:g}s") from exc
         except self.rejected_data as exc:
             # The server is up and refused this value (a NUL in PostgreSQL text, a number out
@@ -283,7 +336,27 @@ class ManagedPool(Generic[C], abc.ABC):
             raise InvalidInput(f"{self.name} cannot store this value") from exc
         except self.errors as exc:
             self._after_error(client, exc)
+            self._mark_down()
             raise DependencyUnavailable(self.name, f"{what}: {describe(exc)}") from exc
+
+    def _mark_down(self) -> None:
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+
+    async def _check_reachable(self, what: str) -> None:
+        """While down: a TCP connection to the server's port, or DependencyUnavailable now."""
+        if self._endpoint is None:
+            secret = await self._secrets.get(self.secret_path)
+            self._endpoint = self._target(secret)
+        host, port = self._endpoint
+        try:
+            async with asyncio.timeout(self._settings.connect_timeout):
+                _, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError) as exc:
+            raise DependencyUnavailable(self.name, f"{what}: {describe(exc)}") from exc
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -437,8 +510,8 @@ class MySQLPool(ManagedPool[Any]):
         return isinstance(exc, asyncmy.errors.OperationalError) and exc.args[:1] == (1045,)
 
     @contextlib.asynccontextmanager
-    async def connection(self, what: str) -> AsyncIterator[Any]:
-        async with self.operation(what) as pool, pool.acquire() as conn:
+    async def connection(self, what: str, *, within: float | None = None) -> AsyncIterator[Any]:
+        async with self.operation(what, within=within) as pool, pool.acquire() as conn:
             try:
                 yield conn
             except BaseException:
@@ -562,6 +635,12 @@ class MongoPool(ManagedPool[MongoHandle]):
     def _is_auth_error(self, exc: BaseException) -> bool:
         return isinstance(exc, pymongo.errors.OperationFailure) and exc.code == 18
 
+    def _known_unreachable(self, client: MongoHandle) -> bool:
+        # PyMongo waits for server selection (connect_timeout) while its monitor fails to
+        # connect; its topology already says why.
+        servers = client.client.topology_description.server_descriptions().values()
+        return any(d.server_type == SERVER_TYPE.Unknown and d.error is not None for d in servers)
+
 
 # -- Redis Cluster ----------------------------------------------------------------------------
 
@@ -666,18 +745,33 @@ class RedisPool(ManagedPool[RedisCluster]):
 
 @dataclass
 class RabbitHandle:
-    connection: aio_pika.abc.AbstractRobustConnection
+    connection: aio_pika.abc.AbstractConnection
     channels: aio_pika.pool.Pool[aio_pika.abc.AbstractChannel]
+
+    async def raw_channel(self) -> aiormq.abc.AbstractChannel:
+        """A new channel of the connection (aiormq's), outside the pool, without confirms."""
+        transport = self.connection.transport
+        if transport is None:
+            raise aiormq.exceptions.ChannelInvalidStateError("the connection is closed")
+        with _connection_gone():
+            return await transport.connection.channel(publisher_confirms=False)
 
 
 class RabbitPool(ManagedPool[RabbitHandle]):
-    """A robust connection (it reconnects by itself) and a pool of confirming channels:
-    publisher confirms on, and `mandatory` publishes that nobody can receive raise."""
+    """A connection and a pool of confirming channels: publisher confirms on, and `mandatory`
+    publishes that nobody can receive raise.
+
+    Not aio-pika's robust connection: while it reconnects by itself, its channels fail with
+    errors of their own (ChannelInvalidStateError, a RuntimeError) and it retries on its own
+    schedule (5 s), seconds after the broker is back. A closed connection is instead replaced
+    by the pool at the next operation, like any broken client (see ManagedPool)."""
 
     name = "rabbitmq"
     errors = (
         aio_pika.exceptions.AMQPException,
         aiormq.exceptions.AMQPError,
+        # "No active transport in channel": the connection died under the channel.
+        aiormq.exceptions.ChannelInvalidStateError,
         aio_pika.pool.PoolInvalidStateError,
         OSError,
     )
@@ -685,7 +779,7 @@ class RabbitPool(ManagedPool[RabbitHandle]):
     async def _build(self, secret: VaultSecret) -> RabbitHandle:
         tls = tls_enabled(secret)
         host, port = self._settings.endpoint(self.name, tls=tls)
-        connection = await aio_pika.connect_robust(
+        connection = await aio_pika.connect(
             host=host,
             port=port,
             login=secret.data["user"],
@@ -724,10 +818,34 @@ class RabbitPool(ManagedPool[RabbitHandle]):
             "ACCESS_REFUSED" in str(exc)
         )
 
+    def _is_broken(self, client: RabbitHandle) -> bool:
+        # aio-pika's own flag is set by close() only; aiormq's says when the broker went away.
+        transport = client.connection.transport
+        return bool(
+            client.connection.is_closed or transport is None or transport.connection.is_closed
+        )
+
     @contextlib.asynccontextmanager
-    async def channel(self, what: str) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    async def channel(
+        self, what: str, *, within: float | None = None
+    ) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
         """A channel from the pool; one closed by a broker error is reopened before reuse."""
-        async with self.operation(what) as handle, handle.channels.acquire() as channel:
+        async with (
+            self.operation(what, within=within) as handle,
+            handle.channels.acquire() as channel,
+        ):
             if channel.is_closed:
-                await channel.reopen()
+                with _connection_gone():
+                    await channel.reopen()
             yield channel
+
+
+@contextlib.contextmanager
+def _connection_gone() -> Iterator[None]:
+    """aiormq's plain RuntimeError for a channel of a closed connection, as the error it is."""
+    try:
+        yield
+    except aiormq.exceptions.ChannelInvalidStateError:
+        raise
+    except RuntimeError as exc:
+        raise aiormq.exceptions.ChannelInvalidStateError(str(exc)) from exc

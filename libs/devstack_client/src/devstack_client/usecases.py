@@ -19,8 +19,10 @@ from typing import Any, Protocol
 
 import aio_pika
 import aio_pika.exceptions
+import aiormq.abc
 import aiormq.exceptions
 import asyncpg
+import structlog
 from bson import ObjectId
 from bson.errors import InvalidId
 from redis.asyncio.cluster import RedisCluster
@@ -32,6 +34,7 @@ from devstack_client.errors import (
     NotFound,
     VaultError,
 )
+from devstack_client.jsonrules import MAX_DEPTH, check_json, first_violation, nesting_depth
 from devstack_client.models import (
     Backend,
     CacheEntry,
@@ -57,6 +60,8 @@ from devstack_client.pools import MongoPool, MySQLPool, PostgresPool, RabbitPool
 from devstack_client.redaction import MASK, is_masked_key
 from devstack_client.secretstore import SecretStore
 from devstack_client.settings import DEPENDENCIES, ClientSettings
+
+log = structlog.get_logger("devstack_client.usecases")
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -429,6 +434,7 @@ class CacheService:
         name = self.redis_key(key)
         if ttl_seconds is not None and not 1 <= ttl_seconds <= MAX_CACHE_TTL:
             raise InvalidInput(f"ttl_seconds must be between 1 and {MAX_CACHE_TTL}")
+        check_json(value, "the value")  # a lone surrogate cannot be stored as UTF-8
         async with self._pool.operation("cache put") as cluster:
             previous = await cluster.set(name, value, ex=ttl_seconds, get=True)
         return CacheEntry(key=key, value=value, ttl_seconds=ttl_seconds), previous is None
@@ -446,6 +452,89 @@ class CacheService:
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9._\-]{1,200}")
 MAX_CONSUME = 100
 DEFAULT_CONSUME = 10
+
+
+def _decode(body: bytes) -> dict[str, Any] | None:
+    """A message body as the JSON object it must be, or None when it cannot be delivered."""
+    if nesting_depth(body) > MAX_DEPTH:
+        return None
+    try:
+        payload = json.loads(body.decode("utf-8"), parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(payload, dict) or first_violation(payload) is not None:
+        return None
+    return payload
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def _close_channel(channel: aiormq.abc.AbstractChannel) -> None:
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2):
+            await channel.close()
+
+
+class PendingConsume:
+    """Messages taken from a queue and not acknowledged yet (`QueueService.take`).
+
+    `ack()` acknowledges them all, `release()` puts them back; either closes their channel, and
+    so does the timer after `hold` seconds if neither came (the broker then requeues them)."""
+
+    def __init__(
+        self,
+        result: ConsumeResult,
+        channel: aiormq.abc.AbstractChannel | None,
+        last_tag: int | None,
+        pool: RabbitPool,
+        *,
+        hold: float,
+    ) -> None:
+        self.result = result
+        self._channel = channel
+        self._last_tag = last_tag
+        self._pool = pool
+        self._settled = False
+        self._timer = asyncio.get_running_loop().call_later(hold, self._expire) if channel else None
+        self._expiry: asyncio.Task[None] | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self._settled
+
+    async def ack(self) -> None:
+        """Acknowledge every message of the result (one `basic.ack`, multiple)."""
+        await self._settle(ack=True)
+
+    async def release(self) -> None:
+        """Give the messages back to the queue (redelivered later, marked `redelivered`)."""
+        await self._settle(ack=False)
+
+    async def _settle(self, *, ack: bool) -> None:
+        if self._settled:
+            return
+        self._settled = True
+        if self._timer is not None:
+            self._timer.cancel()
+        channel, self._channel = self._channel, None
+        if channel is None:
+            return
+        try:
+            if self._last_tag is not None:
+                async with self._pool.operation("acknowledge") as _:
+                    if ack:
+                        await channel.basic_ack(self._last_tag, multiple=True)
+                    else:
+                        await channel.basic_nack(self._last_tag, multiple=True, requeue=True)
+        finally:
+            await _close_channel(channel)
+
+    def _expire(self) -> None:
+        if not self._settled:
+            log.warning("messages not settled in time: given back", queue=self.result.queue)
+            self._expiry = asyncio.ensure_future(self.release())
 
 
 def _check_queue(name: str) -> None:
@@ -466,6 +555,10 @@ class QueueService:
         and return once the broker confirmed it. A message no queue receives raises
         MessageUnroutable."""
         _check_queue(queue)
+        if not isinstance(payload, dict):
+            raise InvalidInput("a message is a JSON object")
+        # What a consumer could not decode or answer with is refused now, not lost later.
+        check_json(payload, "the message")
         message_id = str(uuid.uuid4())
         message = aio_pika.Message(
             json.dumps(payload, separators=(",", ":")).encode(),
@@ -487,42 +580,69 @@ class QueueService:
         return PublishResult(queue=queue, message_id=message_id)
 
     async def consume(self, queue: str, *, max_messages: int = DEFAULT_CONSUME) -> ConsumeResult:
-        """Up to `max_messages` messages waiting now (never waits for more), each acknowledged;
-        a body that is not a JSON object is rejected without requeue and counted."""
+        """Up to `max_messages` messages waiting now, acknowledged once all were taken (see
+        `take`, which leaves the acknowledgement to the caller)."""
+        pending = await self.take(queue, max_messages=max_messages)
+        await pending.ack()
+        return pending.result
+
+    async def take(self, queue: str, *, max_messages: int = DEFAULT_CONSUME) -> PendingConsume:
+        """Up to `max_messages` messages waiting now (never waits for more), not acknowledged
+        yet: the caller acks them once it has delivered them (an API: once its answer is sent),
+        or releases them back to the queue. Unsettled after `operation_timeout`, they go back
+        to the queue by themselves (their channel is closed), redelivered later.
+
+        A message a client could not be given (not UTF-8 JSON, not an object, or a value the
+        JSON rules refuse: devstack_client.jsonrules) is rejected without requeue at once, and
+        counted in `rejected` and logged: reported, never silently dropped, and never in the
+        way of the good messages after it."""
         _check_queue(queue)
         if not 1 <= max_messages <= MAX_CONSUME:
             raise InvalidInput(f"max must be between 1 and {MAX_CONSUME}")
         taken: list[ConsumedMessage] = []
         rejected = 0
-        async with self._pool.channel("consume") as channel:
-            # Does it exist? Asked of the broker each time, keeping nothing (see publish).
-            underlay = await channel.get_underlay_channel()
-            try:
-                await underlay.queue_declare(queue, passive=True)
-            except aiormq.exceptions.ChannelNotFoundEntity as exc:
-                raise NotFound(f"queue {queue!r} does not exist") from exc
-            handle = await channel.get_queue(queue, ensure=False)
-            for _ in range(max_messages):
-                incoming = await handle.get(no_ack=False, fail=False)
-                if incoming is None:
-                    break
+        last_tag: int | None = None
+        channel: aiormq.abc.AbstractChannel | None = None
+        try:
+            async with self._pool.operation("consume") as handle:
+                # A channel of its own: the messages stay unacknowledged on it until settled,
+                # and closing it gives back whatever was not acknowledged.
+                channel = await handle.raw_channel()
                 try:
-                    payload = json.loads(incoming.body)
-                except ValueError:
-                    payload = None
-                if not isinstance(payload, dict):
-                    await incoming.reject(requeue=False)
-                    rejected += 1
-                    continue
-                taken.append(
-                    ConsumedMessage(
-                        message_id=incoming.message_id,
-                        payload=payload,
-                        redelivered=bool(incoming.redelivered),
+                    await channel.queue_declare(queue, passive=True)
+                except aiormq.exceptions.ChannelNotFoundEntity as exc:
+                    raise NotFound(f"queue {queue!r} does not exist") from exc
+                for _ in range(max_messages):
+                    incoming = await channel.basic_get(queue, no_ack=False)
+                    tag = getattr(incoming.delivery, "delivery_tag", None)
+                    if tag is None:  # Basic.GetEmpty
+                        break
+                    payload = _decode(incoming.body)
+                    if payload is None:
+                        await channel.basic_reject(tag, requeue=False)
+                        rejected += 1
+                        log.warning(
+                            "rejected a message that cannot be delivered as JSON",
+                            queue=queue,
+                            message_id=incoming.header.properties.message_id,
+                        )
+                        continue
+                    last_tag = tag
+                    taken.append(
+                        ConsumedMessage(
+                            message_id=incoming.header.properties.message_id,
+                            payload=payload,
+                            redelivered=bool(getattr(incoming.delivery, "redelivered", False)),
+                        )
                     )
-                )
-                await incoming.ack()
-        return ConsumeResult(queue=queue, messages=taken, rejected=rejected)
+        except BaseException:
+            if channel is not None:
+                await _close_channel(channel)  # nothing was acknowledged: all go back
+            raise
+        result = ConsumeResult(queue=queue, messages=taken, rejected=rejected)
+        return PendingConsume(
+            result, channel, last_tag, self._pool, hold=self._pool.operation_timeout
+        )
 
     async def inspect(self, queue: str) -> QueueInfo:
         _check_queue(queue)

@@ -26,6 +26,7 @@ from devstack_web.app import (
     get_stack,
     shape_openapi,
 )
+from devstack_web.delivery import consume_response
 from devstack_web.handlers import field_errors
 from devstack_web.middleware import is_json_media_type
 from devstack_web.models import ContractModel
@@ -56,6 +57,7 @@ __all__ = [
     "Problem",
     "StackDep",
     "WebSettings",
+    "consume_response",
     "contract_router",
     "create_app",
     "default_client",

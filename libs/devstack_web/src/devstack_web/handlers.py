@@ -47,8 +47,15 @@ _HTTP_DETAILS = {
 
 
 class BodyRejected(StarletteHTTPException):
-    """A request body refused before validation (413, 415, 400); `detail` is ours to show.
-    An HTTPException, so FastAPI's body reading lets it through unchanged."""
+    """A request body refused before validation (413, 415, 400, 422); `detail` is ours to show,
+    `errors` the field errors of a 422. An HTTPException, so FastAPI's body reading lets it
+    through unchanged."""
+
+    def __init__(
+        self, status_code: int, detail: str, *, errors: Sequence[FieldError] | None = None
+    ) -> None:
+        super().__init__(status_code, detail)
+        self.errors = list(errors or ())
 
 
 def _pointer(parts: Sequence[Any]) -> str:
@@ -146,6 +153,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
     else:
         detail = _HTTP_DETAILS.get(status, "The request cannot be served.")
     headers = dict(exc.headers or {})
+    if isinstance(exc, BodyRejected) and exc.errors:
+        return problem_response(status, detail, request.url.path, errors=exc.errors)
     if status == 405:
         # One route per method: Starlette's Allow names only the first route that matched.
         headers["Allow"] = ", ".join(allowed_methods(request))

@@ -7,8 +7,10 @@
    the request through (logged): the rate limit never turns a Redis outage into errors;
 2. on a POST, PUT or PATCH, gates the body: when the route reads it (so an unknown path stays
    404 and a wrong method 405, whatever the body), it is checked in the contract's order: size
-   (413, from Content-Length without reading, else while reading), media type (415), JSON
-   syntax including an empty body (400). The schema (422) is FastAPI's, after this. A refusal
+   (413, from Content-Length without reading, else while reading), media type (415), nesting
+   deeper than 64 levels (422, on the text), JSON syntax including an empty body (400), values
+   nothing downstream can carry: lone surrogates, numbers out of a double's range (422, see
+   devstack_client.jsonrules). The schema (422) is FastAPI's, after this. A refusal
    is raised as `BodyRejected` (an HTTPException, which FastAPI lets through unchanged) and
    answered by the handlers as a problem document.
 
@@ -25,8 +27,9 @@ from typing import Any
 import structlog
 
 from devstack_client import DevStackError, RateLimiter
-from devstack_web.handlers import BAD_JSON_DETAIL, GENERIC_DETAIL, BodyRejected
-from devstack_web.problems import problem_body
+from devstack_client.jsonrules import MAX_DEPTH, TOO_DEEP, first_violation, nesting_depth
+from devstack_web.handlers import BAD_JSON_DETAIL, GENERIC_DETAIL, INVALID_DETAIL, BodyRejected
+from devstack_web.problems import FieldError, problem_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -84,12 +87,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def is_json(body: bytes) -> bool:
+_NOT_JSON = object()
+
+
+def parse_json(body: bytes) -> Any:
+    """The body's JSON value, or `_NOT_JSON` (NaN and Infinity are not JSON)."""
     try:
-        json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError included
-        return False
-    return True
+        return _NOT_JSON
+
+
+def _unusable(pointer: str, detail: str) -> BodyRejected:
+    return BodyRejected(
+        422, INVALID_DETAIL, errors=[FieldError(location="body", field=pointer, detail=detail)]
+    )
 
 
 class BodyGate:
@@ -118,8 +130,17 @@ class BodyGate:
             raise BodyRejected(415, WRONG_MEDIA_TYPE)
         if not body.strip():
             raise BodyRejected(400, EMPTY_BODY)
-        if not is_json(body):
+        # Nesting is checked on the text, before parsing: a deep body must not reach a
+        # recursive parser. Then syntax (400), then the values JSON allows and nothing after
+        # it can carry (devstack_client.jsonrules): 422, before the schema's 422.
+        if nesting_depth(body) > MAX_DEPTH:
+            raise _unusable("", TOO_DEEP)
+        value = parse_json(body)
+        if value is _NOT_JSON:
             raise BodyRejected(400, BAD_JSON_DETAIL)
+        found = first_violation(value)
+        if found is not None:
+            raise _unusable(*found)
         return {"type": "http.request", "body": body, "more_body": False}
 
     async def _read(self, too_large: str) -> bytes:
