@@ -4,7 +4,8 @@ The aggregate is the worst of the checks (healthy, then degraded, then unhealthy
 contract says; a web adapter answers 200 only when it is healthy. Each check reports its
 status, its latency, an error class (unavailable, timeout, not_ready) and a short reason. The
 probes live with the client (`DevStackClient.health()`): each one goes through the same pool as
-the feature it stands for, and none calls Vault (the Vault check reads the client's own state).
+the feature it stands for, and none makes an authenticated Vault call (the Vault check asks
+`sys/health`, which needs no token and is not audited, then reads the client's own state).
 """
 
 from __future__ import annotations

@@ -197,6 +197,8 @@ class VaultClient:
         self._force_login = False
         self._task: asyncio.Task[None] | None = None
         self._state = _Reachability()
+        self._probe: asyncio.Future[None] | None = None
+        self.probes = 0
         self.logins = 0
         self.renewals = 0
         self.requests = 0
@@ -274,6 +276,44 @@ class VaultClient:
             last_error=state.last_error,
             down_for=None if state.down_since is None else now - state.down_since,
         )
+
+    async def probe(self, within: float | None = None) -> VaultStatus:
+        """Ask Vault whether it serves (`GET sys/health`: no token, not in Vault's audit log),
+        update what `status()` says, and return it. Concurrent callers share one request.
+
+        Without it, a Vault that died is noticed only by the next token or secret refresh
+        (minutes at steady state); a health check calls it, so it reports Vault down at once."""
+        if self._probe is None:
+            self._probe = asyncio.ensure_future(self._probe_once(within))
+            self._probe.add_done_callback(self._probe_done)
+        await asyncio.shield(self._probe)
+        return self.status()
+
+    def _probe_done(self, future: asyncio.Future[None]) -> None:
+        self._probe = None
+        if not future.cancelled():
+            future.exception()  # retrieved: _probe_once records failures, never raises
+
+    async def _probe_once(self, within: float | None) -> None:
+        self.probes += 1
+        try:
+            # Standby (429) and performance standby (473) serve too; 503 is sealed, 501 not
+            # initialised.
+            response = await self._http.get(
+                "/v1/sys/health?standbyok=true&perfstandbyok=true",
+                timeout=within if within is not None else self._settings.vault_timeout,
+            )
+        except httpx.TimeoutException:
+            self._unreachable("health", "timed out")
+            return
+        except httpx.HTTPError as exc:
+            self._unreachable("health", type(exc).__name__)
+            return
+        if response.status_code in (501, 503) or response.status_code >= 500:
+            reason = "sealed or not ready" if response.status_code == 503 else "not initialised"
+            self._unreachable("health", f"{response.status_code} {reason}")
+            return
+        self._state = _Reachability(ok=True, last_answer=self._clock())
 
     # -- the token ----------------------------------------------------------------------
 
