@@ -168,11 +168,13 @@ def test_the_port_offset_range_is_documented_and_enforced() -> None:
     import subprocess
     import sys
 
-    from devstack_cli.settings import Settings, repo_root
+    from devstack_cli.settings import PORT_OFFSET_RANGE, Settings, SettingsError, repo_root
 
-    field = Settings.model_fields["port_offset"]
-    bounds = {type(m).__name__: m for m in field.metadata}
-    low, high = bounds["Ge"].ge, bounds["Le"].le
+    low, high = PORT_OFFSET_RANGE
+    Settings(port_offset=high)
+    for refused_value in (low - 1, high + 1):
+        with pytest.raises(SettingsError, match="DEVSTACK_PORT_OFFSET"):
+            Settings(port_offset=refused_value)
     readme = (repo_root() / "README.md").read_text()
     stated = re.search(r"N is (\d+) to (\d+) \(anything else is refused with exit code 2\)", readme)
     assert stated is not None, "README does not state the DEVSTACK_PORT_OFFSET range"

@@ -1,3 +1,3 @@
-from devstack_cli.cli import main
+from devstack_cli.entry import main
 
 main()

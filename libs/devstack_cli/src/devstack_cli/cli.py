@@ -6,24 +6,22 @@ profile, service or option); 3 the machine is not ready (a port is taken, a prog
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import click
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from devstack_cli import appenv, engine, polyglot, tools
 from devstack_cli.engine import ServiceState
-from devstack_cli.settings import Settings
+from devstack_cli.report import status_table
+from devstack_cli.settings import Settings, SettingsError
 from devstack_cli.stack import UnknownProfileError, UnknownServiceError, stack
 
 EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 1, 2, 3
@@ -52,10 +50,8 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 def settings() -> Settings:
     try:
         return Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = "DEVSTACK_" + str(first["loc"][0]).upper()
-        fail(f"{name}: {first['msg']}", EXIT_USAGE)
+    except SettingsError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 def known_service(name: str) -> str:
@@ -69,33 +65,6 @@ def known_service(name: str) -> str:
 
 
 BREAKAGE = {"failed": 0, "exited": 1, "unhealthy": 2, "starting": 3, "pending": 4}
-STATE_STYLE = {
-    "healthy": "green",
-    "starting": "yellow",
-    "failed": "red",
-    "unhealthy": "red",
-    "stopped": "dim",
-}
-
-
-def status_table(states: list[ServiceState], s: Settings) -> Table:
-    table = Table(box=None, pad_edge=False)
-    for column in ("service", "state", "ports", "detail"):
-        table.add_column(column)
-    for state in states:
-        ports = engine.service_ports(s, stack().service(state.name))
-        table.add_row(
-            state.name,
-            f"[{STATE_STYLE.get(state.state, 'white')}]{state.state}[/]",
-            " ".join(
-                f"{k}={v}"
-                for k, v in ports.items()
-                if k not in ("cluster", "bus", "epmd", "dist", "debug")
-                and not k.startswith(("bus-",))
-            ),
-            state.reason[:60],
-        )
-    return table
 
 
 def install_missing(s: Settings, services: list[str]) -> None:
@@ -242,52 +211,23 @@ def status(
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
 ) -> None:
     """Each service's state and ports."""
+    from devstack_cli import report  # also what `devstack_cli.entry` runs without Typer
+
     s = settings()
-    snapshot = engine.status(s)
-    states = engine.service_states(snapshot) if snapshot else []
-    if json_output:
-        report: dict[str, Any] = {
-            "running": snapshot is not None,
-            "orphans": sorted(engine.orphans(s)) if snapshot is None else [],
-            "profile": snapshot["profile"] if snapshot else None,
-            "state_dir": str(s.state.root),
-            "services": {
-                st.name: {
-                    "state": st.state,
-                    "reason": st.reason,
-                    "ports": engine.service_ports(s, stack().service(st.name)),
-                    "processes": st.processes,
-                }
-                for st in states
-            },
-        }
-        print(json.dumps(report, indent=2))
-        return
-    if snapshot is None:
-        left = engine.orphans(s)
-        if left:
-            fail(
-                f"the supervisor is not running, but what it started is: {', '.join(left)}; "
-                "stop it with `./devstack down`"
-            )
-        out.print("the stack is not running: start it with `./devstack up`")
-        return
-    out.print(f"profile {snapshot['profile']}, state in {s.state.root}")
-    out.print(status_table(states, s))
+    code = report.status(s, engine.status(s), json_output)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
 def health() -> None:
     """Exit 0 when every service is healthy, 1 otherwise."""
+    from devstack_cli import report
+
     s = settings()
-    snapshot = engine.status(s)
-    if snapshot is None:
-        fail("the stack is not running: start it with `./devstack up`")
-    states = engine.service_states(snapshot)
-    out.print(status_table(states, s))
-    unhealthy = [st.name for st in states if st.state != "healthy"]
-    if unhealthy:
-        fail(f"unhealthy: {', '.join(unhealthy)}")
+    code = report.health(s, engine.status(s))
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

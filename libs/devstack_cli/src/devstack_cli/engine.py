@@ -19,22 +19,27 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devstack_cli import lifeline
-from devstack_cli.plan import Plan, ProcessSpec
-from devstack_cli.servers import MODULES
-from devstack_cli.servers.base import PlanContext
 from devstack_cli.settings import Settings
 from devstack_cli.stack import Service, stack
 from devstack_cli.supervisor import SupervisorUnavailable, request
 
+if TYPE_CHECKING:
+    from devstack_cli.plan import Plan, ProcessSpec
+
 
 def render_plan(settings: Settings, profile: str) -> Plan:
+    # Imported here: `status` and `health` use this module without planning anything.
+    from devstack_cli.plan import Plan
+    from devstack_cli.servers import module_for
+    from devstack_cli.servers.base import PlanContext
+
     ready: dict[str, ProcessSpec] = {}
     processes: list[ProcessSpec] = []
     for service in stack().in_profile(profile):
-        specs = MODULES[service.name].processes(PlanContext(settings, service, ready))
+        specs = module_for(service.name).processes(PlanContext(settings, service, ready))
         ready[service.name] = specs[-1]
         processes.extend(specs)
     return Plan(profile=profile, processes=tuple(processes))

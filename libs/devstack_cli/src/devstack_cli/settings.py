@@ -2,17 +2,29 @@
 
 Two variables make isolated stacks possible (the tests run one beside a developer's):
 `DEVSTACK_STATE_DIR` (default `.devstack` in the checkout) and `DEVSTACK_PORT_OFFSET`
-(default 0, added to every port in the service table).
+(0 to 20000, default 0, added to every port in the service table); `DEVSTACK_UP_TIMEOUT` is how
+long `up` waits for health (seconds, default 180).
+
+Plain Python on purpose: every command and every server launcher reads these, and a settings
+library costs them more start-up time than the whole rest of `devstack status`.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+PORT_OFFSET_RANGE = (0, 20000)  # README states it; the highest port, 27090 + 20000, < 49152
+
+
+class SettingsError(ValueError):
+    """A `DEVSTACK_*` variable holds a value that is refused; the message names it."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        self.variable = variable
+        super().__init__(f"{variable}: {message}")
 
 
 def repo_root() -> Path:
@@ -26,12 +38,48 @@ def cache_dir() -> Path:
     return Path(base) / "devstack"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DEVSTACK_", frozen=True)
+def _default_state_dir() -> Path:
+    value = os.environ.get("DEVSTACK_STATE_DIR")
+    return Path(value) if value else repo_root() / ".devstack"
 
-    state_dir: Path = Field(default_factory=lambda: repo_root() / ".devstack")
-    port_offset: int = Field(default=0, ge=0, le=20000)
-    up_timeout: float = Field(default=180.0, gt=0, description="seconds `up` waits for health")
+
+def _default_port_offset() -> int:
+    value = os.environ.get("DEVSTACK_PORT_OFFSET", "").strip()
+    if not value:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError("DEVSTACK_PORT_OFFSET", f"not a whole number: {value!r}") from None
+
+
+def _default_up_timeout() -> float:
+    value = os.environ.get("DEVSTACK_UP_TIMEOUT", "").strip()
+    if not value:
+        return 180.0
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingsError("DEVSTACK_UP_TIMEOUT", f"not a number of seconds: {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The stack's settings: given explicitly, else from the `DEVSTACK_*` environment."""
+
+    state_dir: Path = field(default_factory=_default_state_dir)
+    port_offset: int = field(default_factory=_default_port_offset)
+    up_timeout: float = field(default_factory=_default_up_timeout)  # seconds `up` waits
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state_dir", Path(self.state_dir))
+        low, high = PORT_OFFSET_RANGE
+        if not isinstance(self.port_offset, int) or not low <= self.port_offset <= high:
+            raise SettingsError(
+                "DEVSTACK_PORT_OFFSET", f"must be from {low} to {high}, not {self.port_offset}"
+            )
+        if not self.up_timeout > 0:
+            raise SettingsError("DEVSTACK_UP_TIMEOUT", "must be more than 0 seconds")
 
     @cached_property
     def state(self) -> StatePaths:

@@ -1,19 +1,25 @@
 """A small synchronous Vault (OpenBao) HTTP client for the command line and the server launchers.
 
 The CLI needs a handful of admin calls (init, unseal, mounts, policies, roles) and each launcher
-needs three (AppRole login, read a secret, issue a certificate). They are plain JSON calls, so a
-thin httpx wrapper is clearer than a general SDK. Applications use `devstack_client` instead.
+needs three (AppRole login, read a secret, issue a certificate). They are plain JSON calls over
+HTTP on loopback, so the standard library's `http.client` does: every server launcher imports
+this module, and an HTTP library would cost each of them more start-up time than all of its
+calls. Applications use `devstack_client` instead.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from devstack_cli.settings import Settings
+
+# What a request to a Vault that is not (yet) there raises: refused, reset, timed out, cut off.
+UNREACHABLE = (OSError, http.client.HTTPException)
 
 
 class VaultError(RuntimeError):
@@ -32,7 +38,27 @@ class Vault:
         self.token = token
         # Generous: `operator init` waits for raft to elect itself, which takes seconds on an
         # idle machine and much longer on a loaded one. The callers are one-off commands.
-        self._http = httpx.Client(base_url=address, timeout=timeout)
+        self.timeout = timeout
+        parts = urllib.parse.urlsplit(address)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"the stack's Vault is plain HTTP on loopback, not {address!r}")
+        self._host, self._port = parts.hostname, parts.port or 80
+
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, token: bool = True
+    ) -> tuple[int, bytes]:
+        """One request on a connection of its own (loopback: cheap); (status, body)."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if token and self.token:
+            headers["X-Vault-Token"] = self.token
+        data = json.dumps(body).encode() if body is not None else None
+        conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
 
     @classmethod
     def for_settings(cls, settings: Settings, token: str | None = None) -> Vault:
@@ -42,7 +68,7 @@ class Vault:
         return cls(f"http://127.0.0.1:{port}", token)
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing to release: each request has its own connection."""
 
     def __enter__(self) -> Vault:
         return self
@@ -58,19 +84,18 @@ class Vault:
         *,
         missing_ok: bool = False,
     ) -> dict[str, Any] | None:
-        headers = {"X-Vault-Token": self.token} if self.token else {}
-        response = self._http.request(method, f"/v1/{path}", json=body, headers=headers)
-        if response.status_code == 404 and missing_ok:
+        status, content = self._request(method, f"/v1/{path}", body)
+        if status == 404 and missing_ok:
             return None
-        if response.status_code >= 400:
+        if status >= 400:
             try:
-                errors = [str(e) for e in response.json().get("errors", [])]
-            except ValueError:
-                errors = [response.text[:200]]
-            raise VaultError(method, path, response.status_code, errors)
-        if response.status_code == 204 or not response.content:
+                errors = [str(e) for e in json.loads(content).get("errors", [])]
+            except (ValueError, AttributeError):
+                errors = [content[:200].decode(errors="replace")]
+            raise VaultError(method, path, status, errors)
+        if status == 204 or not content:
             return {}
-        result: dict[str, Any] = response.json()
+        result: dict[str, Any] = json.loads(content)
         return result
 
     def read(self, path: str) -> dict[str, Any] | None:
@@ -83,12 +108,11 @@ class Vault:
 
     def health(self) -> dict[str, Any]:
         """sys/health without treating sealed or uninitialised as an error."""
-        response = self._http.get(
-            "/v1/sys/health",
-            params={"sealedcode": 200, "uninitcode": 200, "standbycode": 200},
-        )
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
+        path = "/v1/sys/health?sealedcode=200&uninitcode=200&standbycode=200"
+        status, content = self._request("GET", path, token=False)
+        if status != 200:
+            raise VaultError("GET", "sys/health", status, [content[:200].decode(errors="replace")])
+        result: dict[str, Any] = json.loads(content)
         return result
 
     def wait_until_reachable(self, timeout: float) -> dict[str, Any]:
@@ -96,7 +120,7 @@ class Vault:
         while True:
             try:
                 return self.health()
-            except httpx.HTTPError:
+            except (*UNREACHABLE, VaultError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
@@ -105,9 +129,9 @@ class Vault:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if self._http.get("/v1/sys/health").status_code == 200:
+                if self._request("GET", "/v1/sys/health", token=False)[0] == 200:
                     return
-            except httpx.HTTPError:
+            except UNREACHABLE:
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError("Vault did not become active (unsealed and leader) in time")
@@ -117,9 +141,10 @@ class Vault:
 
     def ca_pem(self, mount: str) -> str | None:
         """The PEM certificate of a PKI mount's CA, or None before it has one."""
-        response = self._http.get(f"/v1/{mount}/ca/pem")
-        if response.status_code == 200 and "BEGIN CERTIFICATE" in response.text:
-            return response.text.strip() + "\n"
+        status, content = self._request("GET", f"/v1/{mount}/ca/pem", token=False)
+        text = content.decode(errors="replace")
+        if status == 200 and "BEGIN CERTIFICATE" in text:
+            return text.strip() + "\n"
         return None
 
     def login_approle(self, role_id: str, secret_id: str) -> Vault:

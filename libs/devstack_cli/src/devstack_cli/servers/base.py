@@ -20,12 +20,11 @@ import pwd
 import shutil
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-
-from cryptography import x509
 
 from devstack_cli import lifeline
 from devstack_cli.plan import Condition, Probe, ProcessSpec
@@ -180,14 +179,33 @@ class Launch:
             leaf_and_issuer = issued["certificate"].strip() + "\n" + issued["issuing_ca"].strip()
             write_private(files.cert, leaf_and_issuer + "\n", mode=0o644)
             write_private(files.ca, self.settings.state.ca_chain.read_text(), mode=0o644)
+            # Its validity, so that the next start decides without parsing the certificate.
+            validity = f"{int(time.time())} {int(issued['expiration'])}\n"
+            write_private(validity_file(files.cert), validity, mode=0o644)
         if owner is not None:
             for path in (tls_dir, files.cert, files.key, files.ca):
                 chown(path, owner)
         return files
 
 
+def validity_file(cert: Path) -> Path:
+    return cert.with_name("validity")
+
+
 def certificate_is_fresh(path: Path, now: dt.datetime | None = None) -> bool:
-    """True when the certificate exists and has more than a third of its lifetime left."""
+    """True when the certificate exists and has more than a third of its lifetime left.
+
+    Read from the `validity` file written beside it when it was issued (two epoch seconds),
+    else from the certificate itself (a parser costs a launcher more than its Vault calls)."""
+    moment = (now or dt.datetime.now(dt.UTC)).timestamp()
+    try:
+        issued, expires = (int(x) for x in validity_file(path).read_text().split())
+    except (FileNotFoundError, ValueError):
+        pass
+    else:
+        return path.exists() and expires - moment > (expires - issued) / 3
+    from cryptography import x509
+
     try:
         cert = x509.load_pem_x509_certificate(path.read_bytes())
     except (FileNotFoundError, ValueError):

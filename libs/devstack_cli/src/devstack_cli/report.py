@@ -1,0 +1,120 @@
+"""`devstack status` and `devstack health`: what the supervisor says, as a table or JSON.
+
+They are the commands people and scripts run most, so they import only what they print with:
+no CLI framework (`devstack_cli.entry` calls them directly), no server module.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+from devstack_cli import engine
+from devstack_cli.stack import stack
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from devstack_cli.engine import ServiceState
+    from devstack_cli.settings import Settings
+
+EXIT_FAILED = 1
+STATE_STYLE = {
+    "healthy": "green",
+    "starting": "yellow",
+    "failed": "red",
+    "unhealthy": "red",
+    "stopped": "dim",
+}
+HIDDEN_PORTS = ("cluster", "bus", "epmd", "dist", "debug")  # internal: not what users dial
+
+
+def status_table(states: list[ServiceState], s: Settings) -> Table:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("service", "state", "ports", "detail"):
+        table.add_column(column)
+    for state in states:
+        ports = engine.service_ports(s, stack().service(state.name))
+        table.add_row(
+            state.name,
+            f"[{STATE_STYLE.get(state.state, 'white')}]{state.state}[/]",
+            " ".join(
+                f"{k}={v}"
+                for k, v in ports.items()
+                if k not in HIDDEN_PORTS and not k.startswith(("bus-",))
+            ),
+            state.reason[:60],
+        )
+    return table
+
+
+def _consoles() -> tuple[Console, Console]:
+    from rich.console import Console
+
+    return (
+        Console(highlight=False, soft_wrap=True),
+        Console(stderr=True, highlight=False, soft_wrap=True),
+    )
+
+
+def _error(err: Console, message: str) -> None:
+    err.print("[red]error:[/red] ", end="")
+    err.print(message, markup=False)
+
+
+def status(s: Settings, snapshot: dict[str, Any] | None, json_output: bool) -> int:
+    """Print each service's state and ports (`snapshot`: the supervisor's `status`, None when
+    nothing runs); the exit code."""
+    states = engine.service_states(snapshot) if snapshot else []
+    if json_output:
+        report: dict[str, Any] = {
+            "running": snapshot is not None,
+            "orphans": sorted(engine.orphans(s)) if snapshot is None else [],
+            "profile": snapshot["profile"] if snapshot else None,
+            "state_dir": str(s.state.root),
+            "services": {
+                st.name: {
+                    "state": st.state,
+                    "reason": st.reason,
+                    "ports": engine.service_ports(s, stack().service(st.name)),
+                    "processes": st.processes,
+                }
+                for st in states
+            },
+        }
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return 0
+    out, err = _consoles()
+    if snapshot is None:
+        left = engine.orphans(s)
+        if left:
+            _error(
+                err,
+                f"the supervisor is not running, but what it started is: {', '.join(left)}; "
+                "stop it with `./devstack down`",
+            )
+            return EXIT_FAILED
+        out.print("the stack is not running: start it with `./devstack up`")
+        return 0
+    out.print(f"profile {snapshot['profile']}, state in {s.state.root}")
+    out.print(status_table(states, s))
+    return 0
+
+
+def health(s: Settings, snapshot: dict[str, Any] | None) -> int:
+    """Exit code 0 when every service is healthy, 1 otherwise (with the table)."""
+    out, err = _consoles()
+    if snapshot is None:
+        _error(err, "the stack is not running: start it with `./devstack up`")
+        return EXIT_FAILED
+    states = engine.service_states(snapshot)
+    out.print(status_table(states, s))
+    unhealthy = [st.name for st in states if st.state != "healthy"]
+    if unhealthy:
+        _error(err, f"unhealthy: {', '.join(unhealthy)}")
+        return EXIT_FAILED
+    return 0
