@@ -2,6 +2,10 @@
 
 FerretDB is built from its Go module by `up` (see `devstack_cli.tools`). Its setup user is
 passed through the environment, never the arguments.
+
+Ports: the wire protocol listens on TLS only (27017, no plaintext listener). The debug port
+(27090: /debug/livez, /debug/readyz, metrics and pprof) has no authentication, so it binds to
+127.0.0.1 only; the supervisor's readiness probe is its one user.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """RabbitMQ 3: AMQP 5672, AMQPS 5671, management 15672, vhost from `secret/rabbitmq`.
 
+Plain ports, each a documented choice, on 127.0.0.1 only and behind a password: AMQP 5672 for
+AMQP tools and clients without TLS (the stack's own clients use 5671), management 15672 (HTTP:
+the UI and API; its probe is the supervisor's readiness check). Erlang's port mapper and
+distribution port (node-to-node, `rabbitmqctl`) bind to 127.0.0.1 too.
+
 Users, the vhost and permissions are written as a definitions file (mode 0600, passwords as
 salted SHA-256 hashes) that the broker imports at boot. Its Erlang port mapper runs as its own
 supervised process on its own port, so stacks side by side do not share one, and `down` leaves

@@ -1,8 +1,11 @@
 """Redis Cluster: three masters (ports 6379-6381, TLS 6390-6392), created once, checked on every up.
 
 Every node requires the password from `secret/redis`; the cluster bus runs over TLS, so the
-cluster announces its TLS ports. The `redis-cluster` process creates the cluster the first time
-and then waits for `cluster_state:ok` on every node, on every `up`.
+cluster announces its TLS ports. The plain ports (6379-6381) are a documented choice, on
+127.0.0.1 only and behind the password: for redis-cli and tools built without TLS, and the
+supervisor's probe (PING answered "-NOAUTH"); the stack's own clients use the TLS ports, which
+the cluster announces. The `redis-cluster` process creates the cluster the first time and then
+waits for `cluster_state:ok` on every node, on every `up`.
 """
 
 from __future__ import annotations
