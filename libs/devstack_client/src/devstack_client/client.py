@@ -246,6 +246,10 @@ class DevStackClient:
             )
             return CheckOutcome("unhealthy", f"unreachable{down}", details, error=error)
         if not status.authenticated:
+            if states and len(states) >= len(self.dependencies):
+                # Vault answers but refuses us (a dead secret-id): still serving from the cache.
+                reason = "no valid token; serving cached credentials"
+                return CheckOutcome("degraded", reason, details, error="unavailable")
             return CheckOutcome("unhealthy", "no valid token", details)
         if stale:
             return CheckOutcome("degraded", f"stale secrets: {', '.join(stale)}", details)

@@ -72,6 +72,16 @@ class ClientSettings(BaseSettings):
     token_renew_fraction: float = Field(default=2 / 3, gt=0.1, lt=0.95)
     backoff_initial: float = Field(default=0.5, gt=0, le=60)
     backoff_max: float = Field(default=30.0, gt=0, le=600)
+    login_refused_retry: float = Field(
+        default=960.0,
+        gt=0,
+        le=86400,
+        description=(
+            "after Vault refused the AppRole credentials (400/403), how long before they are "
+            "tried again unless the role-id or secret-id changes: longer than OpenBao's "
+            "15-minute lockout counter reset, so a dead secret-id never locks the role out"
+        ),
+    )
 
     # -- secrets --------------------------------------------------------------------------
     secret_ttl: float = Field(

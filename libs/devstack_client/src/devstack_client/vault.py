@@ -12,13 +12,19 @@ Token lifecycle (`plan_refresh` is the pure rule; the unit tests pin it down):
   the login did (the max TTL is near: renewing cannot extend it), or when it has already expired;
 - a single refresh is ever in flight (a lock and a generation number), whether started by the
   schedule or by a request that found its token refused;
-- while Vault is unreachable, retries back off exponentially with jitter.
+- while Vault is unreachable, retries back off exponentially with jitter;
+- credentials Vault refused (login answered 400/403: a secret-id destroyed or expired) are not
+  tried again for `login_refused_retry` (16 minutes): a login every second would trip Vault's
+  lockout (5 failures, then 15 minutes refused, even with a good secret-id). The role-id and
+  secret-id are re-read before every attempt, so a new secret-id file is used as soon as the
+  next refresh comes (within `backoff_max`), without a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import math
 import random
 import ssl
@@ -142,6 +148,18 @@ class VaultStatus:
     down_for: float | None  # seconds since Vault stopped answering
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    """Credentials Vault refused: a digest of them (never the values) and when to try again."""
+
+    digest: str
+    retry_at: float
+
+
+def _digest(role_id: str, secret_id: str) -> str:
+    return hashlib.sha256(f"{role_id}\0{secret_id}".encode()).hexdigest()
+
+
 @dataclass
 class _Reachability:
     ok: bool = True
@@ -198,7 +216,10 @@ class VaultClient:
         self._task: asyncio.Task[None] | None = None
         self._state = _Reachability()
         self._probe: asyncio.Future[None] | None = None
+        self._refused: _Refusal | None = None
+        self._token_dead = False  # Vault said the token is invalid; only a login can help
         self.probes = 0
+        self.login_refusals = 0  # logins Vault refused (each one sent)
         self.logins = 0
         self.renewals = 0
         self.requests = 0
@@ -349,6 +370,16 @@ class VaultClient:
         role_id = await asyncio.to_thread(self._settings.read_role_id)
         secret_id = await asyncio.to_thread(self._settings.read_secret_id)
         self._redactor.add(role_id, secret_id)
+        digest = _digest(role_id, secret_id)
+        refused = self._refused
+        if refused is not None and refused.digest == digest and self._clock() < refused.retry_at:
+            wait = refused.retry_at - self._clock()
+            raise DependencyUnavailable(
+                "vault",
+                f"the AppRole credentials were refused; not retried for {wait:.0f}s "
+                "unless the secret-id changes",
+                retry_after=max(1, math.ceil(wait)),
+            )
         try:
             result = await self._send(
                 "login",
@@ -357,9 +388,22 @@ class VaultClient:
                 {"role_id": role_id, "secret_id": secret_id},
                 auth=False,
             )
+        except VaultError as exc:
+            self._count(self._metrics and self._metrics.vault_logins, "failure")
+            if exc.status in (400, 403):
+                self.login_refusals += 1
+                self._refused = _Refusal(digest, self._clock() + self._settings.login_refused_retry)
+                log.error(
+                    "vault refused the AppRole login; waiting for a new secret-id",
+                    approle=self._settings.approle,
+                    retry_in=self._settings.login_refused_retry,
+                )
+            raise
         except DependencyError:
             self._count(self._metrics and self._metrics.vault_logins, "failure")
             raise
+        self._refused = None
+        self._token_dead = False
         auth = (result or {})["auth"]
         self._token = auth["client_token"]
         self._redactor.add(self._token)
@@ -438,11 +482,16 @@ class VaultClient:
     ) -> dict[str, Any] | None:
         """An authenticated call; a refused token is checked, replaced and the call retried once."""
         generation = self._generation
-        try:
-            return await self._send(operation, method, path, body, auth=True, missing_ok=missing_ok)
-        except VaultError as exc:
-            if exc.status != 403 or self._static or not await self._token_is_invalid():
-                raise
+        if not (self._token_dead and not self._static):
+            try:
+                return await self._send(
+                    operation, method, path, body, auth=True, missing_ok=missing_ok
+                )
+            except VaultError as exc:
+                if exc.status != 403 or self._static or not await self._token_is_invalid():
+                    raise
+            self._token_dead = True
+        # The token is known dead: log in first (held back while refused credentials wait).
         await self._refresh("login", generation)
         return await self._send(operation, method, path, body, auth=True, missing_ok=missing_ok)
 
