@@ -13,6 +13,7 @@ package apperr
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // DefaultRetryAfter is the Retry-After (seconds) of a 503, as the Python library sends.
@@ -83,4 +84,35 @@ func AsDependency(err error) (*DependencyError, bool) {
 func IsNotFound(err error) bool {
 	var n *NotFoundError
 	return errors.As(err, &n)
+}
+
+// Repr quotes s as Python's repr does (single quotes unless s holds one and no double quote),
+// so that a detail reads the same as the Python apps' ("Cache key 'x' does not exist.").
+func Repr(s string) string {
+	quote := "'"
+	if strings.Contains(s, "'") && !strings.Contains(s, `"`) {
+		quote = `"`
+	}
+	var b strings.Builder
+	b.WriteString(quote)
+	for _, r := range s {
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case string(r) == quote:
+			b.WriteString(`\` + quote)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteString(quote)
+	return b.String()
 }

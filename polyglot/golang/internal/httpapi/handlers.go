@@ -7,6 +7,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"devstack/polyglot/golang/internal/apperr"
 	"devstack/polyglot/golang/internal/problems"
 	"devstack/polyglot/golang/internal/stores"
 )
@@ -79,7 +80,7 @@ func (a *api) healthAll(c *gin.Context) { a.healthReport(c, nil) }
 func (a *api) healthService(c *gin.Context) {
 	service := c.Param("service")
 	if !a.Health.Has(service) {
-		a.problem(c, http.StatusNotFound, "There is no dependency named '"+service+"'.", "", nil)
+		a.problem(c, http.StatusNotFound, "There is no dependency named "+apperr.Repr(service)+".", "", nil)
 		return
 	}
 	a.healthReport(c, []string{service})

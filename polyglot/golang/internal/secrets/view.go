@@ -56,12 +56,12 @@ func asText(v any) string {
 // Read is a service's secret, masked; any other name (admin, vault, an app) is NotFound.
 func (r *Reader) Read(ctx context.Context, service string) (View, error) {
 	if !slices.Contains(r.services, service) {
-		return View{}, apperr.NotFound("no secret for %q", service)
+		return View{}, apperr.NotFound("no secret for %s", apperr.Repr(service))
 	}
 	secret, err := r.store.Get(ctx, service)
 	if err != nil {
 		if vault.IsForbidden(err) {
-			return View{}, apperr.NotFound("the secret of %q is not readable", service)
+			return View{}, apperr.NotFound("the secret of %s is not readable", apperr.Repr(service))
 		}
 		return View{}, err
 	}
@@ -89,7 +89,7 @@ func (r *Reader) ReadKey(ctx context.Context, service, key string) (Value, error
 	}
 	value, ok := view.Data[key]
 	if !ok {
-		return Value{}, apperr.NotFound("the secret of %q has no key %q", service, key)
+		return Value{}, apperr.NotFound("the secret of %s has no key %s", apperr.Repr(service), apperr.Repr(key))
 	}
 	return Value{Service: service, Key: key, Value: value, Masked: redact.IsMaskedKey(key)}, nil
 }

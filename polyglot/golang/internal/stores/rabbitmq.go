@@ -218,7 +218,7 @@ func (q *Queues) Publish(ctx context.Context, queue string, payload []byte) (Pub
 			select { // a return comes before the confirm of the same message
 			case ret := <-c.returns:
 				if ret.MessageId == id {
-					return PublishResult{}, apperr.NotFound("no queue %q received the message", queue)
+					return PublishResult{}, apperr.NotFound("no queue %s received the message", apperr.Repr(queue))
 				}
 			default:
 			}
@@ -247,7 +247,7 @@ func (q *Queues) Consume(ctx context.Context, queue string, maxMessages int) (Co
 			result := ConsumeResult{Queue: queue, Messages: []ConsumedMessage{}}
 			if _, err := c.ch.QueueDeclarePassive(queue, true, false, false, false, nil); err != nil {
 				if isNotFound(err) {
-					return result, apperr.NotFound("queue %q does not exist", queue)
+					return result, apperr.NotFound("queue %s does not exist", apperr.Repr(queue))
 				}
 				return result, err
 			}
@@ -293,7 +293,7 @@ func (q *Queues) Inspect(ctx context.Context, queue string) (QueueInfo, error) {
 			state, err := c.ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 			if err != nil {
 				if isNotFound(err) {
-					return QueueInfo{}, apperr.NotFound("queue %q does not exist", queue)
+					return QueueInfo{}, apperr.NotFound("queue %s does not exist", apperr.Repr(queue))
 				}
 				return QueueInfo{}, err
 			}

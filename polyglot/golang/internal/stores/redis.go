@@ -100,7 +100,7 @@ func (c *Cache) Get(ctx context.Context, key string) (CacheEntry, error) {
 			return CacheEntry{}, err
 		}
 		if len(result) != 2 || result[0] == nil {
-			return CacheEntry{}, apperr.NotFound("cache key %q does not exist", key)
+			return CacheEntry{}, apperr.NotFound("cache key %s does not exist", apperr.Repr(key))
 		}
 		entry := CacheEntry{Key: key, Value: fmt.Sprint(result[0])}
 		if ttl, ok := result[1].(int64); ok && ttl >= 0 {
@@ -143,7 +143,7 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 	_, err = Run(ctx, c.pool, "cache delete", func(ctx context.Context, rc *redis.ClusterClient) (struct{}, error) {
 		n, err := rc.Del(ctx, name).Result()
 		if err == nil && n == 0 {
-			err = apperr.NotFound("cache key %q does not exist", key)
+			err = apperr.NotFound("cache key %s does not exist", apperr.Repr(key))
 		}
 		return struct{}{}, err
 	})
@@ -258,7 +258,7 @@ func (c *Cluster) NodeInfo(ctx context.Context, node string) (NodeInfo, error) {
 		listed = listed || n.Address == node
 	}
 	if !listed {
-		return NodeInfo{}, apperr.NotFound("the cluster has no node %q", node)
+		return NodeInfo{}, apperr.NotFound("the cluster has no node %s", apperr.Repr(node))
 	}
 	return Run(ctx, c.pool, "node info", func(ctx context.Context, rc *redis.ClusterClient) (NodeInfo, error) {
 		var mu sync.Mutex

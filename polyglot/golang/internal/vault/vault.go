@@ -486,16 +486,16 @@ func (c *Client) ReadKV(ctx context.Context, path string) (*Secret, error) {
 	if err != nil {
 		var refused *refusedError
 		if errors.As(err, &refused) && refused.status == 404 {
-			return nil, apperr.NotFound("secret %q does not exist", path)
+			return nil, apperr.NotFound("secret %s does not exist", apperr.Repr(path))
 		}
 		return nil, err
 	}
 	if secret == nil || secret.Data == nil {
-		return nil, apperr.NotFound("secret %q does not exist", path)
+		return nil, apperr.NotFound("secret %s does not exist", apperr.Repr(path))
 	}
 	data, _ := secret.Data["data"].(map[string]any)
 	if data == nil {
-		return nil, apperr.NotFound("secret %q does not exist", path)
+		return nil, apperr.NotFound("secret %s does not exist", apperr.Repr(path))
 	}
 	version := 0
 	if meta, ok := secret.Data["metadata"].(map[string]any); ok {
