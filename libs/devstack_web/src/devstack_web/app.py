@@ -5,7 +5,7 @@
   (closed on shutdown), and a Redis-backed rate limiter when `rate_limit` is set.
 - Middleware, outermost first: request id, metrics by route template, CORS (when origins are
   configured), the guard (rate limit on `/examples/**`, then body size 413, media type 415,
-  JSON syntax 400), a last-resort 500 problem.
+  JSON syntax 400), HEAD answered as GET without the body, a last-resort 500 problem.
 - Handlers: the library's exceptions and validation errors as problem documents (`handlers`).
 - The OpenAPI document: every operation takes the optional `X-Request-ID` header and declares it
   on every response; problem responses are `application/problem+json`; FastAPI's own 422
@@ -35,7 +35,7 @@ from devstack_client import (
     configure_logging,
 )
 from devstack_web.handlers import install_handlers
-from devstack_web.middleware import CatchAllMiddleware, GuardMiddleware
+from devstack_web.middleware import CatchAllMiddleware, GuardMiddleware, HeadMiddleware
 from devstack_web.problems import PROBLEM_SCHEMA_REF, problem_schemas
 from devstack_web.settings import WebSettings
 
@@ -150,6 +150,7 @@ def create_app(
 
     # add_middleware puts each one outside the previous: this reads innermost first.
     app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(GuardMiddleware, fastapi_app=app, body_limit=web.body_limit)
     if web.cors_origins:
         app.add_middleware(

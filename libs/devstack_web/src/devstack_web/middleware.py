@@ -14,6 +14,8 @@
    is raised as `BodyRejected` (an HTTPException, which FastAPI lets through unchanged) and
    answered by the handlers as a problem document.
 
+`HeadMiddleware` answers HEAD as GET without the body.
+
 `CatchAllMiddleware` turns an exception no handler took into a generic 500 problem document,
 inside the request-id middleware (so the answer carries the id) and without the exception text.
 """
@@ -216,6 +218,27 @@ class GuardMiddleware:
             await send(message)
 
         return send_with_quota
+
+
+class HeadMiddleware:
+    """HEAD is GET without the body (RFC 9110 9.3.2), on every GET route: the route runs as for
+    GET, and the answer keeps its status and headers (Content-Length included) but sends no
+    body. FastAPI registers GET routes for GET only, so HEAD was 405 before."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_without_body)
 
 
 class CatchAllMiddleware:
