@@ -915,6 +915,8 @@ def postgres_ceiling(
     item = str(uuid.UUID(item_id))  # only a well-formed id we created goes into the script
     results = []
     pgbench = tools.find("pgbench") or "pgbench"
+    # pgbench opens its connections (TLS, one thread) inside its -T window: give it 5 s at least.
+    seconds = max(duration, 5)
     with tempfile.TemporaryDirectory(prefix="devstack-bench-") as tmp:
         script = Path(tmp) / "item.sql"
         script.write_text(f"SELECT * FROM items WHERE id = '{item}';\n")  # noqa: S608 (a UUID)
@@ -932,21 +934,24 @@ def postgres_ceiling(
                 "-j",
                 "1",
                 "-T",
-                str(duration),
+                str(seconds),
             ]
             done = subprocess.run(
-                argv, capture_output=True, text=True, timeout=duration + 120, env=env, cwd=tmp
+                argv, capture_output=True, text=True, timeout=seconds + 120, env=env, cwd=tmp
             )
             tps = re.search(r"tps = ([\d.]+) \(without initial", done.stdout)
             latency = re.search(r"latency average = ([\d.]+) ms", done.stdout)
             failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
-            if not tps:
-                raise RuntimeError(f"pgbench: {(done.stderr or done.stdout)[-300:]}")
+            processed = re.search(r"transactions actually processed: (\d+)", done.stdout)
+            if not tps or not processed or int(processed.group(1)) == 0:
+                why = " ".join((done.stderr.strip() or done.stdout.strip()).splitlines()[-3:])
+                raise RuntimeError(f"pgbench -c {c}: no transaction completed ({why[-300:]})")
             results.append(
                 {
                     "tool": "pgbench",
                     "what": "SELECT item by id (prepared, TLS, no pooler)",
                     "connections": c,
+                    "seconds": seconds,
                     "requests_per_second": float(tps.group(1)),
                     "latency_ms": {"mean": float(latency.group(1)) if latency else None},
                     "failed": int(failed.group(1)) if failed else 0,
