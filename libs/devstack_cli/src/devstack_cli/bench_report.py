@@ -140,16 +140,26 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['scenario']} | {r['target']} | {r['connections']} | {statuses} | {errors} |"
             )
-    lines += ["", "## Server CPU seconds per 1,000 requests (from /proc)", ""]
+    lines += [
+        "",
+        "## Server CPU seconds per 1,000 requests (from /proc), and requests per CPU-second",
+        "",
+        "The server's user + system CPU time during the measured run, per 1,000 answers; in "
+        "brackets, 1,000 divided by it: the requests/s one core would serve if the server had it "
+        "to itself. On a shared machine this moves far less than requests/s do.",
+        "",
+    ]
     lines += [header, "|---|---|" + "---|" * len(conns)]
     for scenario in _scenarios(report):
         for target in targets:
-            cells = [
-                _fmt(index[(target, scenario, c)]["cpu_seconds_per_1000_requests"], 3)
-                if (target, scenario, c) in index
-                else ""
-                for c in conns
-            ]
+            cells = []
+            for c in conns:
+                run = index.get((target, scenario, c))
+                per = run["cpu_seconds_per_1000_requests"] if run else None
+                if run is None or per is None:
+                    cells.append("")
+                else:
+                    cells.append(f"{per:.3f} ({_fmt(1000 / per) if per else '-'})")
             if any(cells):
                 lines.append(f"| {scenario} | {target} | " + " | ".join(cells) + " |")
     lines += [
