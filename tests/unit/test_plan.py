@@ -44,15 +44,16 @@ def test_standard_plan_orders_everything_after_the_vault_bootstrap(settings: Set
     assert cluster.one_shot and set(cluster.depends_on) == {"redis-1", "redis-2", "redis-3"}
     assert plan.process("postgres").stop_signal == "SIGINT"
     for app in ("code_first", "api_first"):
-        # the APIs start once every data service is ready
+        # the APIs start once every data service has started (they connect lazily) and the
+        # one-shot steps are done; servers wait for what they come after to be healthy
         assert plan.process(app).depends_on == {
             "vault-bootstrap": "completed",
-            "postgres": "healthy",
-            "pgbouncer": "healthy",
-            "mysql": "healthy",
-            "mongodb": "healthy",
+            "postgres": "started",
+            "pgbouncer": "started",
+            "mysql": "started",
+            "mongodb": "started",
             "redis-cluster": "completed",
-            "rabbitmq": "healthy",
+            "rabbitmq": "started",
         }
         assert plan.process(app).command[-2:] == ("_serve", app)
 

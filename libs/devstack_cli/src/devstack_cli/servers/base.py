@@ -55,12 +55,21 @@ class PlanContext:
         return tuple(argv)
 
     def after(self) -> dict[str, Condition]:
-        """Dependencies of a server process: the bootstrap, then the services it comes after."""
+        """Dependencies of a process: the bootstrap, then the services it comes after.
+
+        A server waits for them to be healthy. An API waits only for them to have started (and
+        for one-shot steps, like the Redis cluster's creation, to be done): it connects lazily
+        and reports itself degraded until they answer (devstack_client's pools), so it boots
+        while they do instead of after the slowest (RabbitMQ); `up` still returns only once
+        every service is healthy."""
         deps: dict[str, Condition] = {BOOTSTRAP: "completed"}
         for name in self.service.after:
             if name != "vault":
                 ready = self.ready[name]
-                deps[ready.name] = "completed" if ready.one_shot else "healthy"
+                if ready.one_shot:
+                    deps[ready.name] = "completed"
+                else:
+                    deps[ready.name] = "started" if self.service.kind == "api" else "healthy"
         return deps
 
     def process(

@@ -124,5 +124,9 @@ log.file = false
     return Exec([require("rabbitmq-server")], env=env)
 
 
-# No Erlang shell on stdin; Erlang distribution (node-to-node, rabbitmqctl) on 127.0.0.1 only.
-ERL_ARGS = "-noinput -kernel inet_dist_use_interface {127,0,0,1}"
+# No Erlang shell on stdin; Erlang distribution (node-to-node, rabbitmqctl) on 127.0.0.1 only;
+# schedulers that sleep when idle instead of spinning (+sbwt none): on a shared 2-core machine
+# the spinning takes CPU from everything else starting beside the broker.
+ERL_ARGS = (
+    "-noinput -kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none"
+)
