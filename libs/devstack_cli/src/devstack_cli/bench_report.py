@@ -84,6 +84,10 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if report.get("skipped"):
         lines += ["", "Skipped: " + "; ".join(f"{k}: {v}" for k, v in report["skipped"].items())]
+    heads = headlines(report)
+    if heads:
+        lines += ["", "## Headlines", "", "| figure | target | measured |", "|---|---|---|"]
+        lines += [f"| {what} | {target} | {value} |" for what, target, value in heads]
     lines += ["", "## Requests per second (ratio to the fastest in the same row group)", ""]
     header = "| scenario | target | " + " | ".join(f"c={c}" for c in conns) + " |"
     lines += [header, "|---|---|" + "---|" * len(conns)]
@@ -221,6 +225,82 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def headlines(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The figures issue 14 sets targets for, at the highest connection count of the run, for
+    the targets present: (figure, target, measured)."""
+    conns = _connections(report)
+    if not conns:
+        return []
+    top = conns[-1]
+    index = _index(report)
+    kinds = {t: v["kind"] for t, v in report.get("targets", {}).items()}
+    impls = [t for t, k in kinds.items() if k == "implementation"]
+    found: list[tuple[str, str, str]] = []
+    top_runs = [r for r in _runs(report) if r["connections"] == top and r["target"] in impls]
+    bad = sum(r["non_2xx"] + sum(r["socket_errors"].values()) for r in top_runs)
+    found.append(
+        (
+            f"answers other than 2xx (and socket errors) at c={top}, every scenario, "
+            f"{len(impls)} implementations",
+            "0",
+            f"{bad:,} of {sum(r['requests'] for r in top_runs):,}",
+        )
+    )
+
+    def ratio(a: str, b: str, scenario: str, cpu: bool = False) -> float | None:
+        ra, rb = index.get((a, scenario, top)), index.get((b, scenario, top))
+        if not ra or not rb:
+            return None
+        if cpu:
+            ca, cb = ra["cpu_seconds_per_1000_requests"], rb["cpu_seconds_per_1000_requests"]
+            return float(cb / ca) if ca and cb else None
+        rps_b = rb["requests_per_second"]
+        return float(ra["requests_per_second"] / rps_b) if rps_b else None
+
+    def both(a: str, b: str, scenario: str) -> str | None:
+        by_rps, by_cpu = ratio(a, b, scenario), ratio(a, b, scenario, cpu=True)
+        if by_rps is None:
+            return None
+        cpu_text = f"{by_cpu:.2f}" if by_cpu is not None else "-"
+        return f"{by_rps:.2f} (per CPU-second: {cpu_text})"
+
+    for other, target in (("golang", "0.5"), ("starlette_redis", "0.5")):
+        for scenario in ("cache_get", "postgres_get"):
+            value = both("code_first", other, scenario)
+            if value:
+                found.append(
+                    (f"code_first requests/s / {other}'s, {scenario} c={top}", target, value)
+                )
+    if "code_first" in impls and "api_first" in impls:
+        gaps = []
+        for scenario in _scenarios(report):
+            r = ratio("api_first", "code_first", scenario)
+            if r:
+                gaps.append((abs(r - 1), scenario, r))
+        if gaps:
+            worst = max(gaps)
+            found.append(
+                (
+                    f"api_first / code_first requests/s, every scenario at c={top} (worst)",
+                    "0.90-1.10",
+                    f"{min(g[2] for g in gaps):.2f} to {max(g[2] for g in gaps):.2f} "
+                    f"(worst {worst[1]})",
+                )
+            )
+    fractions = ceiling_fractions(report)
+    for impl in impls:
+        share = fractions.get(("cache_get", "redis-benchmark", impl), {}).get(top)
+        if share is not None:
+            found.append(
+                (
+                    f"{impl} cache_get / redis-benchmark GET, c={top}",
+                    "0.25" if impl in ("golang", "rust") else "-",
+                    f"{share:.3f}",
+                )
+            )
+    return found
 
 
 def _pinning(pinning: Any) -> str:
