@@ -113,6 +113,7 @@ def test_markdown_and_charts_are_written(smoke: dict[str, Any]) -> None:
     for scenario in SCENARIOS:
         assert f"| {scenario} |" in markdown
     assert "## Ceilings" in markdown and "## Memory and start-up" in markdown
+    assert "## Headlines" in markdown and "answers other than 2xx" in markdown
     for chart in CHARTS:
         data = (folder / chart).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", chart
@@ -158,9 +159,15 @@ def test_compare_flags_a_regression(smoke: dict[str, Any], tmp_path: Path) -> No
     assert "REGRESSION" in result.stdout and "1 regression" in result.stdout
 
 
-def test_https_loads_the_tls_ports(stack: StackUnderTest, tmp_path: Path) -> None:
+def test_https_loads_the_tls_ports(
+    stack: StackUnderTest, smoke: dict[str, Any], tmp_path: Path
+) -> None:
+    # Also: --compare after a run, against the smoke run (the figures they share).
+    earlier = smoke["folder"] / "results.json"
     result = stack.cli(
         "bench",
+        "--compare",
+        str(earlier),
         "--https",
         "--smoke",
         "--scenarios",
@@ -180,6 +187,9 @@ def test_https_loads_the_tls_ports(stack: StackUnderTest, tmp_path: Path) -> Non
         assert report["targets"][api]["url"] == f"https://127.0.0.1:{stack.port(api, 'https')}"
     assert "baselines" in report["skipped"]  # they serve HTTP only
     assert all(r["requests"] > 0 and r["non_2xx"] == 0 for r in report["results"])
+    compared = (tmp_path / "run" / "compare.md").read_text()
+    for api in apis_up(stack):
+        assert f"| {api} health c=1 requests/s |" in compared
 
 
 def test_isolated_starts_a_stack_of_its_own_and_removes_it(

@@ -1251,6 +1251,15 @@ def print_comparison(
         f"regressions beyond {threshold:g}% flagged"
     )
     console.print(bench_report.compare_table(rows, title))
+    differ = [
+        f"{key} {old['settings'].get(key)} -> {new['settings'].get(key)}"
+        for key in ("scheme", "duration_s", "warmup_s", "pinning")
+        if old["settings"].get(key) != new["settings"].get(key)
+    ]
+    if old.get("mode") != new.get("mode"):
+        differ.append(f"mode {old.get('mode')} -> {new.get('mode')}")
+    if differ:
+        console.print(f"[yellow]note: the runs differ in {'; '.join(differ)}[/yellow]")
     if folder is not None:
         (folder / "compare.md").write_text(bench_report.compare_markdown(rows, title))
     if not rows:

@@ -499,6 +499,12 @@ def compare(
             b["latency_ms"]["p99"],
             False,
         )
+        add(
+            f"{target} {scenario} c={c} CPU s per 1,000 requests",
+            a.get("cpu_seconds_per_1000_requests"),
+            b.get("cpu_seconds_per_1000_requests"),
+            False,
+        )
     for target, t in new.get("targets", {}).items():
         o = old.get("targets", {}).get(target)
         if not o:
