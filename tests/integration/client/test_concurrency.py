@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -22,6 +22,15 @@ from tests.integration.client.conftest import client_settings
 pytestmark = pytest.mark.integration
 
 CONCURRENCY = 200
+
+
+@pytest.fixture(scope="module")
+async def client(stack: StackUnderTest) -> AsyncIterator[DevStackClient]:
+    """What is proven here is that callers queue and all succeed, not how fast: the timeouts
+    are far above what any machine load could take (200 callers share 4 connections)."""
+    settings = client_settings(stack, operation_timeout=120, health_timeout=60)
+    async with DevStackClient(settings) as patient:
+        yield patient
 
 
 async def all_succeed(name: str, make: Callable[[int], Awaitable[Any]]) -> list[Any]:
@@ -95,12 +104,8 @@ async def test_every_other_pool_waits_for_a_connection(client: DevStackClient) -
     assert taken == CONCURRENCY
 
 
-async def test_concurrent_health_of_everything(stack: StackUnderTest) -> None:
-    # What is proven is that 200 probes queue for 4 connections each and all succeed, not how
-    # fast: the health timeout is set far above what any machine load could take.
-    settings = client_settings(stack, health_timeout=60, operation_timeout=60)
-    async with DevStackClient(settings) as client:
-        reports = await all_succeed("health checks", lambda i: client.health())
+async def test_concurrent_health_of_everything(client: DevStackClient) -> None:
+    reports = await all_succeed("health checks", lambda i: client.health())
     unhealthy = collections.Counter(
         name
         for report in reports
