@@ -105,7 +105,7 @@ export class DevStack implements Stack {
     try {
       await this.vault.start();
       const { ca, caFile } = await this.loadTrust();
-      for (const dependency of DEPENDENCIES) await this.store.get(dependency);
+      await Promise.all(DEPENDENCIES.map((dependency) => this.store.get(dependency)));
       this.store.start();
       const ctx: PoolContext = { settings: this.settings, secrets: this.store, ca, caFile, metrics: this.metrics, logger: this.logger };
       const postgres = new PostgresPool(ctx);

@@ -34,7 +34,9 @@ export class PostgresPool extends ManagedPool<pg.Pool> {
       database: secretText(secret, "database"),
       ssl: tlsEnabled(secret) ? { ca: this.ctx.ca, rejectUnauthorized: true, minVersion: "TLSv1.2" } : false,
       max: s.poolMaxSize,
-      connectionTimeoutMillis: s.connectTimeout * 1000,
+      // pg counts the wait for a free connection in this timeout too: a busy pool must queue its
+      // callers within the operation timeout, not fail them after the connect timeout.
+      connectionTimeoutMillis: Math.max(s.connectTimeout, s.operationTimeout) * 1000,
       idleTimeoutMillis: 300_000,
       query_timeout: s.operationTimeout * 1000,
       application_name: "devstack_nodejs",
