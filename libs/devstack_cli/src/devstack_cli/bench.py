@@ -1085,7 +1085,8 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
         "ceilings": [],
         "errors": [],
     }
-    log = folder / "baselines.log"
+    log = settings.state.logs / "bench-baselines.log"  # the state folder: never committed
+    log.parent.mkdir(parents=True, exist_ok=True)
     baselines = Baselines()
     targets = list(implementations)
     try:
@@ -1197,9 +1198,6 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
     (folder / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     (folder / "results.md").write_text(bench_report.markdown(report))
     bench_report.charts(report, folder)
-    with contextlib.suppress(FileNotFoundError):
-        if log.stat().st_size == 0:
-            log.unlink()
     console.print(bench_report.summary_table(report))
     for error in report["errors"]:
         console.print(f"[red]error:[/red] {error}", markup=True)
