@@ -148,7 +148,12 @@ async def test_start_gives_up_after_the_start_timeout() -> None:
 
 
 async def test_short_ttl_token_is_renewed_then_replaced_and_never_fails_a_call() -> None:
-    """TTL 0.3 s, max TTL 1 s, for 2.5 s: renewals, re-logins, and every read succeeds."""
+    """TTL 0.3 s, max TTL 1 s: renewals, re-logins, and every read succeeds meanwhile.
+
+    Not timed: it reads until three renewals and three logins happened (however slow the
+    machine), and a read that found its token expired (a late schedule on a loaded machine)
+    must still succeed. That the schedule acts before expiry is test_token_schedule's, on a
+    simulated clock."""
     fake = FakeVault(ttl=0.3, max_ttl=1.0)
     metrics = Metrics()
     vault = VaultClient(
@@ -156,19 +161,16 @@ async def test_short_ttl_token_is_renewed_then_replaced_and_never_fails_a_call()
     )
     await vault.start()
     try:
-        deadline = time.monotonic() + 2.5
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 120  # a bound for a hung test, not a speed requirement
+        while vault.renewals < 3 or vault.logins < 3:
+            assert time.monotonic() < deadline, (vault.renewals, vault.logins)
             assert await vault.kv_read("postgres") is not None
             await asyncio.sleep(0.02)
-        assert vault.renewals >= 3
-        assert vault.logins >= 3
-        refused = fake.calls.count("auth/token/lookup-self")
-        assert refused == 0, "the schedule replaced tokens before any call was refused"
         assert metrics.registry.get_sample_value(
             "devstack_vault_renewals_total", {"result": "success"}
         ) == pytest.approx(vault.renewals)
         ttl = metrics.registry.get_sample_value("devstack_vault_token_ttl_seconds")
-        assert ttl is not None and 0 < ttl <= 0.3
+        assert ttl is not None and 0 <= ttl <= 0.3
     finally:
         await vault.aclose()
 
