@@ -121,7 +121,8 @@ func (a *api) handle(method, template string, h gin.HandlerFunc) {
 	a.templates[path] = template
 	a.methods[template] = append(a.methods[template], method)
 	a.engine.Handle(method, path, h)
-	if method == http.MethodGet { // served, but not listed in Allow (as the Python apps)
+	if method == http.MethodGet {
+		a.methods[template] = append(a.methods[template], http.MethodHead)
 		a.engine.Handle(http.MethodHead, path, h)
 	}
 }
