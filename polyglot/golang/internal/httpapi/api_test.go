@@ -111,7 +111,9 @@ func (fakeCluster) Nodes(context.Context) ([]stores.RedisNode, error) { return n
 func (fakeCluster) Slots(context.Context) (stores.ClusterSlots, error) {
 	return stores.ClusterSlots{}, nil
 }
-func (fakeCluster) Info(context.Context) (stores.ClusterInfo, error) { return stores.ClusterInfo{}, nil }
+func (fakeCluster) Info(context.Context) (stores.ClusterInfo, error) {
+	return stores.ClusterInfo{}, nil
+}
 func (fakeCluster) NodeInfo(context.Context, string) (stores.NodeInfo, error) {
 	return stores.NodeInfo{}, apperr.Unavailable("redis", "no node answered", nil)
 }

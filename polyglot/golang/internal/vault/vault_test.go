@@ -23,7 +23,7 @@ import (
 // tokens and root policies.
 type fakeVault struct {
 	mu          sync.Mutex
-	ttl, maxTTL int // seconds
+	ttl, maxTTL int                  // seconds
 	tokens      map[string]time.Time // token -> issued
 	logins      atomic.Int32
 	renewals    atomic.Int32
