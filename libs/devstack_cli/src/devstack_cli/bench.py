@@ -713,8 +713,14 @@ def measure(
     loadgen_cpu: int | None,
 ) -> dict[str, Any]:
     paths = target.paths[scenario.name]
+    warmup: dict[str, Any] | None = None
     if options.warmup:
-        run_wrk(target.url, scenario, paths, connections, options.warmup, loadgen_cpu)
+        warm = run_wrk(target.url, scenario, paths, connections, options.warmup, loadgen_cpu)
+        # Not a figure, but an error during the warm-up is not hidden either.
+        warmup = {
+            "requests": int(warm["requests"]),
+            "statuses": {str(k): int(v) for k, v in sorted(warm["statuses"].items())},
+        }
     cpu_before = cpu_seconds(target.pid)
     raw = run_wrk(target.url, scenario, paths, connections, options.duration, loadgen_cpu)
     cpu_used = cpu_seconds(target.pid) - cpu_before
@@ -745,6 +751,7 @@ def measure(
         "socket_errors": socket_errors,
         "cpu_seconds": round(cpu_used, 3),
         "cpu_seconds_per_1000_requests": round(cpu_used / requests * 1000, 4) if requests else None,
+        "warmup": warmup,
     }
 
 
@@ -1127,6 +1134,9 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
                 finally:
                     restore_affinity(saved)
                     if scenario.name == "publish" and target.kind == "implementation":
+                        # wrk leaves publishes in flight when it stops: let them be confirmed
+                        # before the queue goes, so the server sees no error of our making.
+                        time.sleep(2)
                         rabbitmq_delete_queue(settings, reader, target.queue)
                 progress.advance(task)
             for target in targets:

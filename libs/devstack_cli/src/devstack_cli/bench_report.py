@@ -144,6 +144,18 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['scenario']} | {r['target']} | {r['connections']} | {statuses} | {errors} |"
             )
+    warm_bad = [
+        r
+        for r in _runs(report)
+        if r.get("warmup") and any(not 200 <= int(k) < 300 for k in r["warmup"]["statuses"])
+    ]
+    if warm_bad:
+        lines += ["", "During the warm-ups (not counted above):", ""]
+        lines += [
+            f"- {r['target']} {r['scenario']} c={r['connections']}: "
+            + ", ".join(f"{k}: {v}" for k, v in r["warmup"]["statuses"].items())
+            for r in warm_bad
+        ]
     lines += [
         "",
         "## Server CPU seconds per 1,000 requests (from /proc), and requests per CPU-second",
