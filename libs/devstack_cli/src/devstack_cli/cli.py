@@ -6,19 +6,21 @@ profile, service or option); 3 the machine is not ready (a port is taken, a prog
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import click
 import typer
 from rich.console import Console
 from rich.live import Live
 
-from devstack_cli import appenv, engine, polyglot, tools
+from devstack_cli import appenv, compose, engine, polyglot, tools
 from devstack_cli.engine import ServiceState
 from devstack_cli.report import status_table
 from devstack_cli.settings import Settings, SettingsError
@@ -122,6 +124,9 @@ def up(
     profile: Annotated[
         str, typer.Option(help="minimal | standard | full, or e.g. standard+golang")
     ] = "standard",
+    engine_name: Annotated[
+        str, typer.Option("--engine", help="native (default) | compose (docs/compose.md)")
+    ] = "native",
 ) -> None:
     """Set up whatever is missing and start the stack; return once every service is healthy."""
     s = settings()
@@ -129,7 +134,12 @@ def up(
         services = [svc.name for svc in stack().in_profile(profile)]
     except UnknownProfileError as exc:
         fail(str(exc), EXIT_USAGE)
+    if engine_name not in ("native", "compose"):
+        fail(f"unknown engine {engine_name!r}; choose native or compose", EXIT_USAGE)
     started = time.monotonic()
+    if engine_name == "compose":
+        compose_up(s, profile, started)
+        return
     try:
         engine.lock_up(s)  # held until this command exits: one `up` per state folder
     except engine.UpInProgress as exc:
@@ -200,6 +210,10 @@ def up(
 def down() -> None:
     """Stop every service; state is kept for the next `up`."""
     s = settings()
+    if compose.in_use(s):
+        with compose_errors():
+            out.print("stopped" if compose.down(s) else "the stack is not running")
+        return
     if engine.stop(s):
         out.print("stopped")
     else:
@@ -214,7 +228,8 @@ def status(
     from devstack_cli import report  # also what `devstack_cli.entry` runs without Typer
 
     s = settings()
-    code = report.status(s, engine.status(s), json_output)
+    snapshot = compose_snapshot(s) if compose.in_use(s) else engine.status(s)
+    code = report.status(s, snapshot, json_output)
     if code:
         raise typer.Exit(code)
 
@@ -225,7 +240,8 @@ def health() -> None:
     from devstack_cli import report
 
     s = settings()
-    code = report.health(s, engine.status(s))
+    snapshot = compose_snapshot(s) if compose.in_use(s) else engine.status(s)
+    code = report.health(s, snapshot)
     if code:
         raise typer.Exit(code)
 
@@ -242,6 +258,12 @@ def logs(
     s = settings()
     from devstack_cli.engine import render_plan
 
+    if compose.in_use(s):
+        known = compose.process_names(s, _last_profile(s), service)
+        if not known:
+            known_service(service)
+        with compose_errors():
+            raise typer.Exit(compose.logs(s, known, lines, follow))
     plan = render_plan(s, _last_profile(s))
     names = [p.name for p in plan.processes]
     if service in names:
@@ -323,6 +345,10 @@ def reset(yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] 
         if not sys.stdin.isatty():
             fail(f"reset deletes {root}; pass --yes to confirm", EXIT_USAGE)
         typer.confirm(f"Stop the stack and delete {root}?", abort=True)
+    if compose.in_use(s):
+        with compose_errors():
+            compose.down(s, volumes=True)  # the compose stack's data lives in its volumes
+        compose.forget(s)
     engine.stop(s)
     engine.remove_state(s)
     out.print(f"removed {root}")
@@ -573,6 +599,96 @@ def vault_creds(
     for key, value in secret.items():
         shown = value if reveal or key != "password" else MASK
         out.print(f"  {key:<12} {shown}", markup=False)
+
+
+# -- compose: the same stack on a container engine (docs/compose.md) ----------------------
+
+compose_app = typer.Typer(
+    help="The stack on a container engine: compose.yaml, the image, the engine.",
+    no_args_is_help=True,
+)
+compose_engine_app = typer.Typer(
+    help="A private dockerd (root on Debian): its own data root and socket, no NAT.",
+    no_args_is_help=True,
+)
+app.add_typer(compose_app, name="compose")
+compose_app.add_typer(compose_engine_app, name="engine")
+
+
+@contextlib.contextmanager
+def compose_errors() -> Iterator[None]:
+    """A ComposeError is one line and the CLI's exit code."""
+    try:
+        yield
+    except compose.ComposeError as exc:
+        fail(str(exc), exc.code)
+
+
+def compose_snapshot(s: Settings) -> dict[str, Any] | None:
+    with compose_errors():
+        engine_ = compose.find_engine()
+        snap = compose.snapshot(engine_, s, _last_profile(s))
+    started = [p for p in snap["processes"] if p["container"]]
+    return snap if started else None
+
+
+def compose_up(s: Settings, profile: str, started: float) -> None:
+    def say(line: str) -> None:
+        out.print(f"{time.monotonic() - started:6.1f}s  {line}", markup=False)
+
+    with compose_errors():
+        ok, snap = compose.up(s, profile, say, s.up_timeout)
+    states = engine.service_states(snap)
+    if ok:
+        out.print(
+            f"[green]all {len(states)} services healthy[/green] in "
+            f"{time.monotonic() - started:.1f}s (profile {profile}, engine compose)"
+        )
+        return
+    bad = [st for st in states if st.state != "healthy"] or states
+    culprit = next((st for st in bad if st.state in ("failed", "unhealthy")), bad[0])
+    err.print(f"[red]error:[/red] {culprit.name} failed to start: {culprit.reason or 'timeout'}")
+    err.print(f"see `devstack logs {culprit.name}`; the stack is left up for that")
+    raise typer.Exit(EXIT_FAILED)
+
+
+@compose_app.command("render")
+def compose_render(
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 when compose.yaml is stale; write nothing.")
+    ] = False,
+) -> None:
+    """Write compose.yaml from the service table (the native engine's plan)."""
+    if check:
+        if compose.is_stale():
+            fail("compose.yaml is stale: run `devstack compose render` and commit it")
+        out.print("compose.yaml is current")
+        return
+    out.print(f"wrote {compose.write()}")
+
+
+@compose_app.command("build")
+def compose_build() -> None:
+    """Build the runtime image (servers, launcher, Python APIs) on the engine."""
+    started = time.monotonic()
+    with compose_errors():
+        seconds = compose.build(compose.find_engine(), lambda line: out.print(line, markup=False))
+    out.print(f"built {compose.IMAGE} in {seconds:.0f}s ({time.monotonic() - started:.0f}s in all)")
+
+
+@compose_engine_app.command("start")
+def compose_engine_start() -> None:
+    """Start a private dockerd (root on Debian; installs docker.io with apt)."""
+    with compose_errors():
+        compose.start_private_engine(lambda line: out.print(line, markup=False))
+    out.print(f"engine running: DOCKER_HOST=unix://{compose.private_socket()}")
+
+
+@compose_engine_app.command("stop")
+def compose_engine_stop() -> None:
+    """Stop the private dockerd and restore any network change it made."""
+    fixed = compose.stop_private_engine(lambda line: out.print(line, markup=False))
+    out.print("network restored: " + ", ".join(fixed) if fixed else "the host network is unchanged")
 
 
 # -- internal commands, run by the engine --------------------------------------------------
