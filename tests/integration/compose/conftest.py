@@ -81,6 +81,14 @@ def devstack(stack: StackUnderTest, *args: str, timeout: float) -> subprocess.Co
     )
 
 
+SKIPPED: list[str] = []  # why the compose tests were skipped, said once at the end
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in SKIPPED[:1]:
+        terminalreporter.write_line(line, yellow=True)
+
+
 def obtain_engine() -> bool:
     """True when this session started the private engine (and must stop it)."""
     try:
@@ -88,7 +96,8 @@ def obtain_engine() -> bool:
         return False
     except compose.ComposeError as exc:
         if not compose.can_run_private_engine():
-            pytest.skip(f"no container engine here ({exc}): the compose tests are skipped")
+            SKIPPED.append(f"compose: no container engine can be had here ({exc}); skipped")
+            pytest.skip(SKIPPED[-1])
     compose.start_private_engine(lambda line: None)
     return True
 
