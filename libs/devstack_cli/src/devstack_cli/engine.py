@@ -222,6 +222,8 @@ def remove_state(settings: Settings) -> None:
         shutil.rmtree(root)
     if outside.exists():
         shutil.rmtree(outside, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        outside.parent.rmdir()  # only when no other state folder keeps one there
 
 
 # -- services, as the user sees them ------------------------------------------------------
