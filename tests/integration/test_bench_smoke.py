@@ -195,7 +195,8 @@ def test_https_loads_the_tls_ports(
 def test_isolated_starts_a_stack_of_its_own_and_removes_it(
     stack: StackUnderTest, tmp_path: Path
 ) -> None:
-    # --isolated moves every port 500 above the offset it is given: clear of the session's.
+    # --isolated moves every port at least 500 above the offset it is given (further when a
+    # port there is taken): clear of the session's stack.
     result = cli(
         tmp_path / "unused-state",
         "bench",
@@ -215,7 +216,7 @@ def test_isolated_starts_a_stack_of_its_own_and_removes_it(
     )
     assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
     report = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert report["stack"]["port_offset"] == stack.port_offset + 700
+    assert report["stack"]["port_offset"] >= stack.port_offset + 700
     assert {"code_first", "api_first"} <= set(report["targets"])
     state = re.search(r"isolated stack \(profile \w+\) in (\S+)", result.stdout)
     assert state is not None, result.stdout

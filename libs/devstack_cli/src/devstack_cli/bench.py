@@ -59,7 +59,7 @@ LUA_SCRIPT = Path(BENCH_DIR) / "wrk" / "scenario.lua"
 BASELINE_SCRIPT = Path(BENCH_DIR) / "baselines" / "starlette_app.py"
 DEFAULT_CONNECTIONS = (1, 16, 64)
 SMOKE_CONNECTIONS = (1, 16)
-ISOLATED_OFFSET = 500  # --isolated: ports this far above the current stack's
+ISOLATED_OFFSET = 500  # --isolated: its ports this far above the current stack's, or further
 
 
 class BenchError(Exception):
@@ -1278,11 +1278,29 @@ def print_comparison(
         console.print(f"no regression beyond {threshold:g}%")
 
 
+def free_offset(settings: Settings, profile: str) -> int:
+    from devstack_cli.stack import UnknownProfileError
+
+    start = settings.port_offset + ISOLATED_OFFSET
+    for offset in range(start, min(start + 5000, 20_001), 50):
+        candidate = Settings(state_dir=settings.state_dir, port_offset=offset)
+        try:
+            if not engine.taken_ports(candidate, profile):
+                return offset
+        except UnknownProfileError as exc:
+            raise BenchError(str(exc), EXIT_USAGE) from exc
+    raise BenchError(
+        f"no free set of ports for an isolated stack between offsets {start} and {start + 5000}",
+        EXIT_ENVIRONMENT,
+    )
+
+
 @contextlib.contextmanager
 def isolated_stack(settings: Settings, profile: str, console: Console) -> Iterator[Settings]:
     """A stack of its own, as the tests start one: a fresh state folder, and every port moved
-    ISOLATED_OFFSET above the current offset (so it runs beside the user's stack)."""
-    offset = settings.port_offset + ISOLATED_OFFSET
+    by the first offset, from ISOLATED_OFFSET above the current one, at which every port of the
+    profile is free (on a shared machine other stacks hold ports too)."""
+    offset = free_offset(settings, profile)
     state = Path(tempfile.mkdtemp(prefix="devstack-bench-"))
     state.chmod(0o755)  # PostgreSQL runs as its own account when this runs as root
     isolated = Settings(state_dir=state, port_offset=offset)
