@@ -64,6 +64,30 @@ async def test_probes_run_concurrently_each_within_its_timeout() -> None:
     ) == pytest.approx(0.0)
 
 
+async def test_concurrent_checks_share_one_probe_in_flight() -> None:
+    """Single flight: 100 concurrent health checks make one probe per dependency, all see its
+    result, a cancelled caller does not cancel it, and the next check probes again."""
+    calls = 0
+    release = asyncio.Event()
+
+    async def counted() -> CheckOutcome:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return CheckOutcome("degraded", f"probe {calls}")
+
+    checker = HealthChecker({"x": counted}, timeout=30)
+    callers = [asyncio.create_task(checker.check()) for _ in range(100)]
+    await asyncio.sleep(0)  # every caller is waiting on the probe now
+    callers[0].cancel()
+    await asyncio.sleep(0)
+    release.set()
+    reports = await asyncio.gather(*callers[1:])
+    assert calls == 1
+    assert {r.checks["x"].reason for r in reports} == {"probe 1"}
+    assert (await checker.check()).checks["x"].reason == "probe 2"
+
+
 async def test_a_reason_never_carries_a_secret() -> None:
     from devstack_client.redaction import redactor
 

@@ -1,4 +1,5 @@
-"""Health: one probe per dependency, all run at once, each with its own timeout.
+"""Health: one probe per dependency, all run at once, each with its own timeout, and one at a
+time per dependency (concurrent callers share the probe in flight).
 
 The aggregate is the worst of the checks (healthy, then degraded, then unhealthy), as the
 contract says; a web adapter answers 200 only when it is healthy. Each check reports its
@@ -58,6 +59,8 @@ class HealthChecker:
         self.timeout = timeout
         self._metrics = metrics
         self._redactor = redactor
+        # One probe per dependency at a time: concurrent callers share the one in flight.
+        self._in_flight: dict[str, asyncio.Future[CheckResult]] = {}
 
     async def check(self, names: Iterable[str] | None = None) -> HealthReport:
         """Run the probes (all, or those named) concurrently; never raises."""
@@ -72,6 +75,18 @@ class HealthChecker:
         )
 
     async def check_one(self, name: str) -> CheckResult:
+        """One dependency's check. Single flight: a caller that arrives while the dependency's
+        probe is running shares its result instead of starting another, so many concurrent
+        health requests make one probe each (and none waits behind the others for a pool
+        connection). A caller that is cancelled does not cancel the probe the others await."""
+        running = self._in_flight.get(name)
+        if running is None:
+            running = asyncio.ensure_future(self._probe(name))
+            self._in_flight[name] = running
+            running.add_done_callback(lambda _: self._in_flight.pop(name, None))
+        return await asyncio.shield(running)
+
+    async def _probe(self, name: str) -> CheckResult:
         probe = self.probes[name]
         started = time.perf_counter()
         try:
