@@ -2,7 +2,7 @@
  * The Express application, built apart from the process that listens (main.ts), so tests build it
  * around fakes and call it on an ephemeral port.
  */
-import express, { type Express, type NextFunction, type Request, type Response } from "express";
+import express, { type Express, type Request, type Response } from "express";
 
 import type { ApiSettings } from "./config.js";
 import { errorHandler, cors, metrics as metricsMiddleware, rateLimit, requestId } from "./http/middleware.js";
@@ -47,12 +47,6 @@ export function createApp(options: AppOptions): Express {
     if (allowed.length > 0) sendProblem(res, 405, NO_METHOD_DETAIL, { headers: { Allow: allowed.join(", ") } });
     else sendProblem(res, 404, NO_ROUTE_DETAIL);
   };
-  // HEAD is not an operation of the contract (Express would answer it from GET): 405 like any
-  // other method a path lacks, as the Python apps answer.
-  app.use((req: Request, res: Response, next: NextFunction) => {
-    if (req.method === "HEAD") unrouted(req, res);
-    else next();
-  });
   registerRoutes(table, ctx);
   app.use(unrouted);
   app.use(errorHandler(logger));

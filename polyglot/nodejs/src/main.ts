@@ -11,6 +11,7 @@ import { createApp } from "./app.js";
 import { loadSettings } from "./config.js";
 import { ConfigurationError } from "./errors.js";
 import { installProcessGuards } from "./guards.js";
+import { answerClientError } from "./http/middleware.js";
 import { createLogger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import { DevStack } from "./stack.js";
@@ -51,6 +52,7 @@ async function main(): Promise<void> {
     servers.push(https.createServer({ cert: readFileSync(api.tlsCertFile), key: readFileSync(api.tlsKeyFile), minVersion: "TLSv1.2" }, app));
   }
   for (const server of servers) {
+    server.on("clientError", answerClientError);
     server.keepAliveTimeout = 5000;
     server.headersTimeout = 10_000;
     server.requestTimeout = 30_000;

@@ -124,15 +124,18 @@ export class DevStack implements Stack {
       this.cluster = new ClusterService(this.redis);
       this.queues = new QueueService(rabbitmq);
       this.secrets = new SecretReader(this.store, this.settings.kvMount);
+      const budget = this.settings.healthTimeout;
       const probes = new Map<string, Probe>([
         ["vault", () => Promise.resolve(this.probeVault())],
-        ["postgres", async () => (await postgres.operation("health", (pool) => pool.query("SELECT 1")), undefined)],
-        ["mysql", async () => (await mysql.operation("health", (pool) => pool.query("SELECT 1")), undefined)],
-        ["mongodb", async () => (await mongodb.operation("health", ({ db }) => db.command({ ping: 1 })), undefined)],
+        ["postgres", async () => (await postgres.operation("health", (pool) => pool.query("SELECT 1"), budget), undefined)],
+        ["mysql", async () => (await mysql.operation("health", (pool) => pool.query("SELECT 1"), budget), undefined)],
+        ["mongodb", async () => (await mongodb.operation("health", ({ db }) => db.command({ ping: 1 }), budget), undefined)],
         ["redis", () => this.probeRedis()],
-        ["rabbitmq", async () => (await this.queues.probe(), undefined)],
+        ["rabbitmq", async () => (await this.queues.probe(budget), undefined)],
       ]);
-      this.health = new HealthChecker(probes, this.settings.healthTimeout, this.metrics);
+      // Each probe bounds its own operation by the health budget (so the outage policy applies
+      // to it); the checker's own deadline is a backstop a little later.
+      this.health = new HealthChecker(probes, budget + 1, this.metrics);
     } catch (error) {
       await this.close();
       throw error;
@@ -179,7 +182,7 @@ export class DevStack implements Stack {
   }
 
   private async probeRedis(): Promise<CheckOutcome> {
-    const { state } = await this.cluster.probe();
+    const { state } = await this.cluster.probe(this.settings.healthTimeout);
     if (state !== "ok") return { status: "unhealthy", error: "not_ready", reason: `cluster state is ${state}` };
     return { status: "healthy" };
   }

@@ -60,7 +60,13 @@ describe("the app around a fake stack", () => {
       const id = res.headers.get("x-request-id") ?? "";
       assert.match(id, UUID4);
       assert.equal(problem(await res.text()).request_id, id);
+      assert.ok(!app.capture.text().includes(sent), "a refused id is never logged");
     }
+    await (await fetch(`${app.url}/examples/postgres/query`, { headers: { "X-Request-ID": "logged-id-1" } })).text();
+    await new Promise((resolve) => setImmediate(resolve));
+    const line = app.capture.lines.find((l) => l.request_id === "logged-id-1" && l.event === "request");
+    assert.equal(line?.path, "/examples/postgres/query");
+    assert.equal(line.status, 200);
   });
 
   it("answers an unknown path 404 and a method the path lacks 405 with Allow", async () => {
@@ -73,12 +79,17 @@ describe("the app around a fake stack", () => {
     );
     const patch = await raw(app.url, "PATCH", "/examples/postgres/items");
     assert.equal(patch.status, 405);
-    assert.equal(patch.headers.allow, "GET, POST");
+    assert.equal(patch.headers.allow, "GET, HEAD, POST");
     assert.equal(problem(patch.text).title, "Method Not Allowed");
     const head = await raw(app.url, "HEAD", "/health");
-    assert.equal(head.status, 405);
-    assert.equal(head.headers.allow, "GET");
-    assert.equal((await raw(app.url, "DELETE", "/")).headers.allow, "GET");
+    assert.equal(head.status, 200, "HEAD is served wherever GET is");
+    assert.equal(head.text, "");
+    assert.equal(head.headers["content-length"], String(JSON.stringify({ status: "healthy" }).length));
+    assert.equal((await raw(app.url, "DELETE", "/")).headers.allow, "GET, HEAD");
+    assert.equal((await raw(app.url, "PATCH", "/examples/postgres/items/x")).headers.allow, "DELETE, GET, HEAD");
+    const undecodable = await raw(app.url, "GET", "/examples/cache/a%ED%A0%80b");
+    assert.equal(undecodable.status, 404, "a path that is not UTF-8 names nothing");
+    assert.equal(problem(undecodable.text).status, 404);
     assert.equal((await raw(app.url, "GET", "/HEALTH")).status, 404, "paths are case-sensitive");
   });
 
@@ -99,6 +110,28 @@ describe("the app around a fake stack", () => {
     assert.equal(created.status, 201);
     assert.equal(created.headers.location, `${path}/${String(problem(created.text).id)}`);
     assert.equal(problem(created.text).quantity, 3);
+  });
+
+  it("refuses JSON that nothing after the parser can carry, first violation only", async () => {
+    const path = "/examples/messaging/queues/q/messages";
+    const cases: [string, string][] = [
+      [`{"a":${"[".repeat(65)}${"]".repeat(65)}}`, ""],
+      ["[".repeat(100_000) + "]".repeat(100_000), ""],
+      ['{"a":"x","text":"a\\ud800b"}', "/text"],
+      ['{"list":[1,"\\udc00"]}', "/list/1"],
+      ['{"n":1e400,"t":"\\ud800"}', "/n"],
+      ['{"\\ud800":1}', ""],
+      ['{"o":{"\\udfff":1}}', "/o"],
+    ];
+    for (const [body, field] of cases) {
+      const res = await raw(app.url, "POST", path, body, JSON_TYPE);
+      assert.equal(res.status, 422, `${body.slice(0, 40)}: ${res.text}`);
+      assert.deepEqual((problem(res.text).errors as { field: string }[]).map((e) => e.field), [field]);
+    }
+    // Nesting is counted before the syntax: 422, not 400; brackets inside strings do not count.
+    assert.equal((await raw(app.url, "POST", path, "[".repeat(70), JSON_TYPE)).status, 422);
+    assert.equal((await raw(app.url, "POST", path, JSON.stringify({ s: "[".repeat(70) }), JSON_TYPE)).status, 202);
+    assert.equal((await raw(app.url, "POST", path, '{"pair":"\\ud83d\\ude00"}', JSON_TYPE)).status, 202, "a valid pair is one character");
   });
 
   it("measures a chunked body while reading it", async () => {
@@ -271,6 +304,35 @@ describe("CORS", () => {
       assert.match(String(simple.headers["access-control-expose-headers"]), /X-Request-ID/);
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe("requests the HTTP parser refuses", () => {
+  it("are answered 400 with a problem document and a request id, then closed", async () => {
+    const { answerClientError } = await import("../src/http/middleware.js");
+    const http = await import("node:http");
+    const net = await import("node:net");
+    const server = http.createServer((_req, res) => res.end());
+    server.on("clientError", answerClientError);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as import("node:net").AddressInfo;
+    try {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(port, "127.0.0.1", () => socket.write("GET /\u00e9 HTTP/1.1\r\nHost x\r\n\r\n"));
+        let text = "";
+        socket.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
+        socket.on("end", () => resolve(text));
+        socket.on("error", reject);
+      });
+      assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/);
+      assert.match(answer, /Connection: close/);
+      const id = /X-Request-ID: (\S+)/.exec(answer)?.[1] ?? "";
+      assert.match(id, UUID4);
+      const body = problem(answer.slice(answer.indexOf("\r\n\r\n") + 4));
+      assert.deepEqual(body, { type: "about:blank", title: "Bad Request", status: 400, detail: "The request is not valid HTTP/1.1.", instance: "/", request_id: id });
+    } finally {
+      server.close();
     }
   });
 });

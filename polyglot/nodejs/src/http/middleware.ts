@@ -16,10 +16,15 @@ import {
   BodyRejected,
   EMPTY_BODY_DETAIL,
   GENERIC_DETAIL,
+  NO_ROUTE_DETAIL,
   problemFor,
+  PROBLEM_MEDIA_TYPE,
+  problemBody,
   sendProblem,
+  ValidationFailed,
   WRONG_MEDIA_TYPE_DETAIL,
 } from "./problems.js";
+import { firstViolation, MAX_NESTING, nestsTooDeep } from "./jsonrules.js";
 
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:+/=-]{1,128}$/;
 
@@ -27,13 +32,22 @@ export function saneRequestId(value: unknown): string | undefined {
   return typeof value === "string" && SANE_REQUEST_ID.test(value) ? value : undefined;
 }
 
-/** Honours a sane X-Request-ID, else generates a UUID v4; echoed on every response. */
+/** Honours a sane X-Request-ID, else generates a UUID v4; echoed on every response, and on the
+ *  request's access log line (a refused id is never logged). */
 export function requestId(logger: Logger): RequestHandler {
   return (req, res, next) => {
+    const started = performance.now();
     const id = saneRequestId(req.headers["x-request-id"]) ?? randomUUID();
+    const log = logger.child({ request_id: id });
     res.locals.requestId = id;
-    res.locals.log = logger.child({ request_id: id });
+    res.locals.log = log;
     res.setHeader("X-Request-ID", id);
+    res.on("finish", () => {
+      log.info(
+        { method: req.method, path: req.originalUrl, status: res.statusCode, duration_ms: Math.round((performance.now() - started) * 1000) / 1000 },
+        "request",
+      );
+    });
     next();
   };
 }
@@ -189,14 +203,22 @@ export function bodyGate(limit: number): RequestHandler {
       }
       const body = Buffer.concat(chunks);
       if (!json) next(new BodyRejected(415, WRONG_MEDIA_TYPE_DETAIL));
-      else if (body.toString("latin1").trim() === "") next(new BodyRejected(400, EMPTY_BODY_DETAIL));
+      else if (nestsTooDeep(body)) {
+        next(new ValidationFailed([{ location: "body", field: "", detail: `nests objects and arrays deeper than ${MAX_NESTING} levels` }]));
+      } else if (body.toString("latin1").trim() === "") next(new BodyRejected(400, EMPTY_BODY_DETAIL));
       else {
         const parsed = parseJson(body);
-        if (!parsed.ok) next(new BodyRejected(400, BAD_JSON_DETAIL));
-        else {
-          res.locals.body = parsed.value;
-          next();
+        if (!parsed.ok) {
+          next(new BodyRejected(400, BAD_JSON_DETAIL));
+          return;
         }
+        const violation = firstViolation(parsed.value);
+        if (violation !== undefined) {
+          next(new ValidationFailed([violation]));
+          return;
+        }
+        res.locals.body = parsed.value;
+        next();
       }
     };
     const onData = (chunk: Buffer): void => {
@@ -217,6 +239,11 @@ export function bodyGate(limit: number): RequestHandler {
 export function errorHandler(fallback: Logger) {
   return (error: unknown, req: Request, res: Response, next: NextFunction): void => {
     const log = (res.locals.log as Logger | undefined) ?? fallback;
+    if (error instanceof URIError) {
+      // A path whose percent-decoding is not UTF-8 names nothing that exists.
+      sendProblem(res, 404, NO_ROUTE_DETAIL);
+      return;
+    }
     const answer = problemFor(error);
     if (answer.unexpected) log.error({ err: error, path: req.path, method: req.method }, "unhandled error");
     else if (answer.status >= 500) log.warn({ error: error instanceof Error ? error.message : String(error), path: req.path }, "dependency failed");
@@ -226,4 +253,19 @@ export function errorHandler(fallback: Logger) {
     }
     sendProblem(res, answer.status, answer.unexpected ? GENERIC_DETAIL : answer.detail, answer.options);
   };
+}
+
+/** A request the HTTP parser refused: a 400 problem document with a generated request id, then
+ *  the connection closed (for `server.on("clientError", ...)`). */
+export function answerClientError(error: Error & { code?: string }, socket: import("node:stream").Duplex): void {
+  if (!socket.writable || (error.code === "ECONNRESET")) {
+    socket.destroy();
+    return;
+  }
+  const id = randomUUID();
+  const body = JSON.stringify(problemBody(400, "The request is not valid HTTP/1.1.", "/", id));
+  socket.end(
+    `HTTP/1.1 400 Bad Request\r\nContent-Type: ${PROBLEM_MEDIA_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `X-Request-ID: ${id}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

@@ -62,9 +62,12 @@ export class RouteTable {
   }
 
   /** Every method some route serves on this raw path, sorted (an empty list: no such path). */
-  allowed(path: string): Method[] {
+  allowed(path: string): string[] {
     const found = new Set<Method>();
     for (const entry of this.entries.values()) if (entry.pattern.test(path)) for (const m of entry.methods) found.add(m);
-    return [...found].sort();
+    // HEAD is served wherever GET is (Express answers it from the GET route, without a body).
+    const methods: string[] = [...found];
+    if (found.has("GET")) methods.push("HEAD");
+    return methods.sort();
   }
 }

@@ -6,6 +6,8 @@
  * rebuilt when the secret's version changes (the old client closed after a grace period), and
  * after an authentication failure the secret is re-read at once.
  */
+import net from "node:net";
+
 import type { Settings } from "../config.js";
 import { DependencyTimeout, DependencyUnavailable, DevStackError, InvalidInput, describe, type DependencyName } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -52,6 +54,21 @@ export async function withTimeout<T>(seconds: number, work: Promise<T>, onTimeou
   }
 }
 
+/** Whether a TCP connection to host:port is refused, opens, or gets no answer in time. */
+export function tcpCheck(host: string, port: number, seconds: number): Promise<"refused" | "open" | "timeout"> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (result: "refused" | "open" | "timeout"): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(result);
+    };
+    const timer = setTimeout(() => done("timeout"), seconds * 1000);
+    socket.once("connect", () => done("open"));
+    socket.once("error", () => done("refused"));
+  });
+}
+
 export abstract class ManagedPool<C> {
   abstract readonly name: DependencyName;
   private current: C | undefined;
@@ -62,6 +79,9 @@ export abstract class ManagedPool<C> {
   private unsubscribe: (() => void) | undefined;
   private closed = false;
   private readonly retired = new Set<C>();
+  /** The last operation failed as unavailable: each operation first checks that the server
+   *  accepts connections, so a stopped server is 503 at once (docs/api.md, outages). */
+  private down = false;
   rebuilds = 0;
 
   constructor(protected readonly ctx: PoolContext) {}
@@ -181,20 +201,41 @@ export abstract class ManagedPool<C> {
 
   // -- operations -----------------------------------------------------------------------------
 
-  /** `work(client)` bounded by the operation timeout, errors translated to the error tree. */
+  private refused(): Promise<boolean> {
+    const { host, port } = this.ctx.settings.endpoints[this.name as keyof Settings["endpoints"]];
+    return tcpCheck(host, port, this.ctx.settings.connectTimeout).then((r) => r === "refused");
+  }
+
+  /** `work(client)` bounded by `timeout` (the operation timeout by default), errors translated
+   *  to the error tree; a dependency known to be down is checked with a TCP connection first. */
   async operation<T>(what: string, work: (client: C) => Promise<T>, timeout = this.ctx.settings.operationTimeout): Promise<T> {
     let client: C | undefined;
+    const unavailable = (cause?: unknown): DependencyUnavailable => {
+      this.down = true;
+      return new DependencyUnavailable(this.name, `${what}: connection refused`, { cause });
+    };
     const run = async (): Promise<T> => {
+      if (this.down && (await this.refused())) throw unavailable();
       client = await this.client();
-      return work(client);
+      const result = await work(client);
+      this.down = false;
+      return result;
     };
     const timedOut = new DependencyTimeout(this.name, `${what} timed out after ${timeout}s`);
     try {
       return await withTimeout(timeout, run(), () => timedOut);
     } catch (error) {
+      if (error === timedOut) {
+        // A client that keeps retrying a stopped server (MongoDB's server selection) times out:
+        // refused is an outage, not slowness.
+        if (await this.refused()) throw unavailable(error);
+        throw error;
+      }
+      if (error instanceof DependencyUnavailable) this.down = true;
       if (error instanceof DevStackError) throw error;
       if (this.isRejectedData(error)) throw new InvalidInput(`${this.name} cannot store this value`, { cause: error });
       this.afterError(client, error);
+      this.down = true;
       throw new DependencyUnavailable(this.name, `${what}: ${describe(error)}`, { cause: error });
     }
   }

@@ -87,8 +87,8 @@ export class RabbitPool extends ManagedPool<RabbitHandle> {
   }
 
   /** A confirm channel for one operation, bounded by the operation timeout. */
-  channel<T>(what: string, work: (channel: amqp.ConfirmChannel) => Promise<T>): Promise<T> {
-    return this.operation(what, (handle) => this.withChannelOf(handle, work));
+  channel<T>(what: string, work: (channel: amqp.ConfirmChannel) => Promise<T>, timeout?: number): Promise<T> {
+    return this.operation(what, (handle) => this.withChannelOf(handle, work), timeout);
   }
 }
 
@@ -191,9 +191,13 @@ export class QueueService {
   }
 
   /** Health: a round trip in the application's vhost on a pooled channel. */
-  async probe(): Promise<void> {
-    await this.pool.channel("health", async (channel) => {
-      await channel.checkExchange("amq.direct");
-    });
+  async probe(timeout?: number): Promise<void> {
+    await this.pool.channel(
+      "health",
+      async (channel) => {
+        await channel.checkExchange("amq.direct");
+      },
+      timeout,
+    );
   }
 }

@@ -300,12 +300,12 @@ export class ClusterService {
   }
 
   /** Health: the cluster's state and a PING to every master. */
-  async probe(): Promise<{ state: string; masters: number }> {
+  async probe(timeout?: number): Promise<{ state: string; masters: number }> {
     return this.pool.operation("health", async (cluster) => {
       const info = parseInfo(await cluster.cluster("INFO"));
       const masters = cluster.nodes("master");
       await Promise.all(masters.map((n) => n.ping()));
       return { state: info.cluster_state ?? "fail", masters: masters.length };
-    });
+    }, timeout);
   }
 }
