@@ -39,3 +39,20 @@ def test_an_unknown_package_fails_naming_the_log(tmp_path: Path) -> None:
         appenv.sync(settings, "no_such_app", log)
     assert "no-such-app" in log.read_text()
     assert not appenv.python(settings, "no_such_app").exists()
+
+
+def test_an_unchanged_environment_is_not_synced_again(tmp_path: Path) -> None:
+    """The stamp holds the digest of what the environment is made from: while it matches, `sync`
+    runs nothing (not even uv); a changed input makes it sync again."""
+    settings = Settings(state_dir=tmp_path)
+    python = appenv.python(settings, "no_such_app")
+    python.parent.mkdir(parents=True)
+    python.touch()
+    stamp = appenv.environment_dir(settings, "no_such_app") / ".devstack-synced"
+    stamp.write_text(appenv.inputs_digest())
+    log = tmp_path / "setup.log"
+    assert appenv.sync(settings, "no_such_app", log) == python  # would fail if uv ran
+    assert not log.exists()
+    stamp.write_text("an older digest")
+    with pytest.raises(RuntimeError, match="could not prepare the no_such_app environment"):
+        appenv.sync(settings, "no_such_app", log)

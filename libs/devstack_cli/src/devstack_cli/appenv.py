@@ -19,6 +19,7 @@ and without -OO).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -61,9 +62,31 @@ def project_name(app: str) -> str:
     return app.replace("_", "-")
 
 
+def inputs_digest() -> str:
+    """What an app environment is made from: the lock, the workspace's project files, and the
+    name, size and modification time of each source file of the checkout it compiles."""
+    root = repo_root()
+    digest = hashlib.sha256()
+    for path in (
+        root / "uv.lock",
+        root / "pyproject.toml",
+        *sorted(root.glob("*/*/pyproject.toml")),
+    ):
+        digest.update(path.read_bytes())
+    for path in sorted(root.glob("*/*/src/**/*.py")):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def sync(settings: Settings, app: str, log_file: Path) -> Path:
-    """Create or update the app's environment from uv.lock (a no-op when it is current)."""
+    """Create or update the app's environment from uv.lock, and compile it; nothing to do (not
+    even running uv) when nothing it is made from changed since the last time."""
     target = environment_dir(settings, app)
+    stamp = target / ".devstack-synced"
+    digest = inputs_digest()
+    if python(settings, app).exists() and stamp.exists() and stamp.read_text() == digest:
+        return python(settings, app)
     argv = [
         find_uv_bin(),
         "sync",
@@ -85,4 +108,5 @@ def sync(settings: Settings, app: str, log_file: Path) -> Path:
             done = subprocess.run(step, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
             if done.returncode != 0:
                 raise RuntimeError(f"could not prepare the {app} environment; see {log_file}")
+    stamp.write_text(digest)
     return python(settings, app)
