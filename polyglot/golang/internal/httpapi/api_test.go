@@ -536,3 +536,31 @@ func TestCORS(t *testing.T) {
 		t.Errorf("simple request: %v", r.header)
 	}
 }
+
+func TestValuesPastTheSyntaxAre422(t *testing.T) {
+	w := newWorld(t, nil)
+	deep := strings.Repeat("[", 100000) + strings.Repeat("]", 100000)
+	tests := []struct {
+		path, body, field string
+	}{
+		{"/examples/postgres/items", `{"name":"a\ud800b"}`, "/name"},
+		{"/examples/postgres/items", `{"name":` + deep + `}`, ""},
+		{"/examples/postgres/items", `{"name":` + strings.Repeat("[", 65) + `}`, ""}, // nesting before syntax
+		{"/examples/cache/k", `{"value":"v","ttl_seconds":1e400}`, "/ttl_seconds"},
+		{"/examples/messaging/queues/q/messages", `{"\ud800": 1}`, ""},
+	}
+	for _, tt := range tests {
+		method := "POST"
+		if strings.HasPrefix(tt.path, "/examples/cache") {
+			method = "PUT"
+		}
+		r := w.do(t, method, tt.path, "application/json", tt.body)
+		assertProblem(t, r, 422)
+		if got := fields(r); len(got) != 1 || got[0] != "body "+tt.field {
+			t.Errorf("%s %.40s: %v", tt.path, tt.body, got)
+		}
+	}
+	if len(w.queues.published) != 0 {
+		t.Error("a refused message reached the broker")
+	}
+}

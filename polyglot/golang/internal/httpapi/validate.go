@@ -16,6 +16,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"devstack/polyglot/golang/internal/jsonrules"
 	"devstack/polyglot/golang/internal/problems"
 	"devstack/polyglot/golang/internal/stores"
 )
@@ -62,7 +63,8 @@ func isJSONMediaType(value string) bool {
 }
 
 // body gates a request body in the contract's order: size (413, from Content-Length without
-// reading, else while reading), media type (415), JSON syntax including an empty body (400).
+// reading, else while reading), media type (415), nesting (422), JSON syntax including an empty
+// body (400), values past the syntax (422: lone surrogates, numbers no double holds).
 // On a refusal the problem is written and ok is false.
 func (a *api) body(c *gin.Context) (body []byte, ok bool) {
 	limit := a.BodyLimit
@@ -91,12 +93,20 @@ func (a *api) body(c *gin.Context) (body []byte, ok bool) {
 		a.problem(c, http.StatusUnsupportedMediaType, problems.WrongMediaType, "", nil)
 		return nil, false
 	}
+	if jsonrules.TooDeep(data) {
+		a.problem(c, http.StatusUnprocessableEntity, problems.InvalidDetail, "", []problems.FieldError{{Location: "body", Field: "", Detail: jsonrules.DetailDepth}})
+		return nil, false
+	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		a.problem(c, http.StatusBadRequest, problems.EmptyBodyDetail, "", nil)
 		return nil, false
 	}
 	if !utf8.Valid(data) || !json.Valid(data) {
 		a.problem(c, http.StatusBadRequest, problems.BadJSONDetail, "", nil)
+		return nil, false
+	}
+	if v, found := jsonrules.First(data); found {
+		a.problem(c, http.StatusUnprocessableEntity, problems.InvalidDetail, "", []problems.FieldError{{Location: "body", Field: v.Field, Detail: v.Detail}})
 		return nil, false
 	}
 	return data, true

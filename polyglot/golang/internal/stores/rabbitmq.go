@@ -15,6 +15,7 @@ import (
 
 	"devstack/polyglot/golang/internal/apperr"
 	"devstack/polyglot/golang/internal/config"
+	"devstack/polyglot/golang/internal/jsonrules"
 	"devstack/polyglot/golang/internal/secrets"
 	"devstack/polyglot/golang/internal/vault"
 )
@@ -227,10 +228,15 @@ func (q *Queues) Publish(ctx context.Context, queue string, payload []byte) (Pub
 	})
 }
 
-// IsJSONObject reports whether body is a JSON object in UTF-8.
+// IsJSONObject reports whether body is a JSON object in UTF-8 that obeys the contract's
+// "values past the syntax" (a message breaking them cannot be given to a client).
 func IsJSONObject(body []byte) bool {
 	trimmed := bytes.TrimSpace(body)
-	return len(trimmed) > 0 && trimmed[0] == '{' && utf8.Valid(trimmed) && json.Valid(trimmed)
+	if len(trimmed) == 0 || trimmed[0] != '{' || jsonrules.TooDeep(trimmed) || !utf8.Valid(trimmed) || !json.Valid(trimmed) {
+		return false
+	}
+	_, breaksARule := jsonrules.First(trimmed)
+	return !breaksARule
 }
 
 // Consume takes up to max messages waiting now, acknowledging each; a body that is not a JSON
