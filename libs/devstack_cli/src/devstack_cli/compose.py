@@ -33,7 +33,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -576,9 +575,11 @@ def ensure_local_base(engine: Engine, say: Say) -> str:
                 if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT).returncode:
                     raise ComposeError(f"debootstrap failed; see {log}", 1)
             partial = tarball.with_suffix(".partial")
-            with tarfile.open(partial, "w") as tar:
-                for child in sorted(rootfs.iterdir()):
-                    tar.add(child, arcname=child.name)
+            packed = subprocess.run(
+                ["tar", "-C", str(rootfs), "-cf", str(partial), "."], capture_output=True
+            )
+            if packed.returncode:
+                raise ComposeError(f"packing the base failed: {packed.stderr.decode()[-300:]}", 1)
             partial.replace(tarball)
         say(f"base root file system cached in {tarball} ({time.monotonic() - started:.0f} s)")
     with tarball.open("rb") as data:
