@@ -122,7 +122,7 @@ export class DevStack implements Stack {
       ]);
       this.cache = new CacheService(this.redis, this.settings.cacheKeyPrefix);
       this.cluster = new ClusterService(this.redis);
-      this.queues = new QueueService(rabbitmq);
+      this.queues = new QueueService(rabbitmq, this.settings.operationTimeout);
       this.secrets = new SecretReader(this.store, this.settings.kvMount);
       const budget = this.settings.healthTimeout;
       const probes = new Map<string, Probe>([

@@ -127,7 +127,16 @@ export function registerRoutes(table: RouteTable, ctx: RouteContext): void {
     const queue = queueName(c, param(req, "queue"));
     const max = queryInteger(c, req.query.max, "max", 1, MAX_CONSUME, 10);
     c.done();
-    sendJson(res, 200, await stack().queues.consume(queue ?? "", max ?? 10));
+    const pending = await stack().queues.consume(queue ?? "", max ?? 10);
+    // Acknowledged only once the answer carrying them is written; put back if it never is.
+    res.on("finish", () => pending.settle(true));
+    res.on("close", () => pending.settle(false));
+    try {
+      sendJson(res, 200, pending.result);
+    } catch (error) {
+      pending.settle(false);
+      throw error;
+    }
   });
 
   // -- the Redis cluster --------------------------------------------------------------------------

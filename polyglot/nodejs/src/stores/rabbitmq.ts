@@ -62,7 +62,7 @@ export class RabbitPool extends ManagedPool<RabbitHandle> {
     return error instanceof Error && error.message.includes("ACCESS_REFUSED");
   }
 
-  private async withChannelOf<T>(handle: RabbitHandle, work: (channel: amqp.ConfirmChannel) => Promise<T>): Promise<T> {
+  private async acquire(handle: RabbitHandle): Promise<amqp.ConfirmChannel> {
     let channel = handle.idle.pop();
     if (channel === undefined) {
       channel = await handle.connection.createConfirmChannel();
@@ -75,15 +75,41 @@ export class RabbitPool extends ManagedPool<RabbitHandle> {
         closedChannels.add(opened);
       });
     }
+    return channel;
+  }
+
+  /** Back to the pool when it is still usable, else closed (what it held goes back to its queues). */
+  private release(handle: RabbitHandle, channel: amqp.ConfirmChannel, reusable: boolean): void {
+    if (closedChannels.has(channel)) return;
+    if (reusable && !handle.closed && handle.idle.length < this.ctx.settings.channelPoolSize) handle.idle.push(channel);
+    else void channel.close().catch(() => undefined);
+  }
+
+  private async withChannelOf<T>(handle: RabbitHandle, work: (channel: amqp.ConfirmChannel) => Promise<T>): Promise<T> {
+    const channel = await this.acquire(handle);
     try {
       const result = await work(channel);
-      if (!closedChannels.has(channel) && handle.idle.length < this.ctx.settings.channelPoolSize) handle.idle.push(channel);
-      else if (!closedChannels.has(channel)) void channel.close().catch(() => undefined);
+      this.release(handle, channel, true);
       return result;
     } catch (error) {
-      if (!closedChannels.has(channel)) void channel.close().catch(() => undefined);
+      this.release(handle, channel, false);
       throw error;
     }
+  }
+
+  /** A channel kept beyond the operation (consume holds its messages until the answer is sent):
+   *  `release(true)` returns it to the pool, `release(false)` closes it. */
+  lease<T>(what: string, work: (channel: amqp.ConfirmChannel) => Promise<T>): Promise<{ value: T; channel: amqp.ConfirmChannel; release: (reusable: boolean) => void }> {
+    return this.operation(what, async (handle) => {
+      const channel = await this.acquire(handle);
+      const release = (reusable: boolean): void => this.release(handle, channel, reusable);
+      try {
+        return { value: await work(channel), channel, release };
+      } catch (error) {
+        release(false);
+        throw error;
+      }
+    });
   }
 
   /** A confirm channel for one operation, bounded by the operation timeout. */
@@ -111,8 +137,16 @@ export interface ConsumedMessage {
   redelivered: boolean;
 }
 
+export interface PendingConsume {
+  readonly result: { queue: string; messages: ConsumedMessage[]; rejected: number };
+  settle(delivered: boolean): void;
+}
+
 export class QueueService {
-  constructor(private readonly pool: RabbitPool) {}
+  constructor(
+    private readonly pool: RabbitPool,
+    private readonly timeoutSeconds = 5,
+  ) {}
 
   /** Declare the queue (durable), publish persistent and mandatory, and wait for the confirm. */
   async publish(queue: string, payload: Record<string, unknown>): Promise<{ queue: string; message_id: string }> {
@@ -142,11 +176,14 @@ export class QueueService {
     return { queue, message_id: messageId };
   }
 
-  /** Up to `max` messages waiting now, each acknowledged; a body that is not a JSON object is
-   *  rejected without requeue and counted. */
-  async consume(queue: string, max: number): Promise<{ queue: string; messages: ConsumedMessage[]; rejected: number }> {
+  /** Up to `max` messages waiting now, not yet acknowledged: `settle(true)` acknowledges them
+   *  (once the answer carrying them was written), `settle(false)` puts them back. Without either
+   *  within the operation timeout, their channel is closed and they go back to the queue. A body
+   *  that is not a JSON object is rejected at once without requeue, and counted. */
+  async consume(queue: string, max: number): Promise<PendingConsume> {
     checkQueue(queue);
-    return this.pool.channel("consume", async (channel) => {
+    let last: amqp.Message | undefined;
+    const { value, channel, release } = await this.pool.lease("consume", async (channel) => {
       try {
         await channel.checkQueue(queue);
       } catch (error) {
@@ -171,10 +208,33 @@ export class QueueService {
         }
         const id = message.properties.messageId as unknown;
         messages.push({ message_id: typeof id === "string" ? id : null, payload: payload as Record<string, unknown>, redelivered: message.fields.redelivered });
-        channel.ack(message);
+        last = message;
       }
       return { queue, messages, rejected };
     });
+    let settled = false;
+    const settle = (delivered: boolean): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      try {
+        if (last !== undefined) {
+          if (delivered) channel.ack(last, true);
+          else channel.nack(last, true, true);
+        }
+        release(true);
+      } catch {
+        release(false); // a channel that closed meanwhile: its messages are back in the queue
+      }
+    };
+    const timer = setTimeout(() => {
+      if (!settled) {
+        settled = true;
+        release(false);
+      }
+    }, this.timeoutSeconds * 1000);
+    timer.unref();
+    return { result: value, settle };
   }
 
   async inspect(queue: string): Promise<{ queue: string; message_count: number; consumer_count: number }> {
