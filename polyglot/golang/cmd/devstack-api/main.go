@@ -184,18 +184,21 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, redactor *r
 	return svc, nil
 }
 
-// vaultProbe reads the client's own state (no Vault call), as devstack_client's health does:
-// Vault unreachable while every secret is cached is degraded; stale secrets are degraded.
+// vaultProbe asks Vault's sys/health (no token, shared by concurrent checks), then reads the
+// client's state, as devstack_client's health does: Vault unreachable while every secret is
+// cached is degraded (else unhealthy, not_ready when sealed); stale secrets are degraded.
 func vaultProbe(vc *vault.Client, store *secrets.Store) health.Probe {
-	return func(context.Context) health.Outcome {
+	return func(ctx context.Context) health.Outcome {
+		vc.Probe(ctx)
 		status := vc.Status()
 		states := store.States()
 		stale := false
 		for _, s := range states {
 			stale = stale || s.Stale
 		}
+		allCached := len(states) >= len(config.Dependencies)
 		if !status.Reachable {
-			if len(states) >= len(config.Dependencies) {
+			if allCached {
 				return health.Outcome{Status: health.Degraded, Error: health.ErrUnavailable, Reason: "unreachable; serving cached credentials"}
 			}
 			class := health.ErrUnavailable
@@ -205,6 +208,9 @@ func vaultProbe(vc *vault.Client, store *secrets.Store) health.Probe {
 			return health.Outcome{Status: health.Unhealthy, Error: class, Reason: "unreachable"}
 		}
 		if !status.Authenticated {
+			if allCached { // refusing our credentials, still serving from the cache
+				return health.Outcome{Status: health.Degraded, Reason: "no valid token; serving cached credentials"}
+			}
 			return health.Outcome{Status: health.Unhealthy, Reason: "no valid token"}
 		}
 		if stale {

@@ -72,6 +72,7 @@ type Client struct {
 	reachable  bool
 	lastError  string
 	downSince  time.Time
+	probing    *probeFlight
 
 	requests int64
 }
@@ -444,11 +445,19 @@ func (c *Client) call(ctx context.Context, operation string, fn func(ctx context
 	generation := c.Generation()
 	err := c.do(ctx, operation, fn)
 	var refused *refusedError
-	if err == nil || !errors.As(err, &refused) || refused.status != 403 || !c.tokenIsInvalid(ctx) {
+	if err == nil || !errors.As(err, &refused) || refused.status != 403 {
 		return err
 	}
-	if err := c.refresh(ctx, ActionLogin, generation); err != nil {
-		return err
+	if c.Generation() == generation { // nobody replaced the token meanwhile: is it the problem?
+		invalid := c.tokenIsInvalid(ctx)
+		if !invalid && c.Generation() == generation {
+			return err // a genuine permission error
+		}
+		if invalid {
+			if err := c.refresh(ctx, ActionLogin, generation); err != nil {
+				return err
+			}
+		}
 	}
 	return c.do(ctx, operation, fn)
 }
@@ -542,4 +551,58 @@ func (c *Client) CAChain(ctx context.Context) ([]byte, error) {
 	}
 	_ = c.observe("ca_chain", nil)
 	return body, nil
+}
+
+type probeFlight struct {
+	done chan struct{}
+}
+
+// Probe asks Vault whether it serves (GET sys/health, no token, not audited), concurrent
+// callers sharing one request, and records the answer in Status: so a Vault that died shows at
+// the next health check, not at the next secret refresh.
+func (c *Client) Probe(ctx context.Context) {
+	c.mu.Lock()
+	flight := c.probing
+	if flight == nil {
+		flight = &probeFlight{done: make(chan struct{})}
+		c.probing = flight
+		c.mu.Unlock()
+		go func() {
+			defer func() {
+				c.mu.Lock()
+				c.probing = nil
+				c.mu.Unlock()
+				close(flight.done)
+			}()
+			c.probeOnce(context.WithoutCancel(ctx))
+		}()
+	} else {
+		c.mu.Unlock()
+	}
+	select {
+	case <-flight.done:
+	case <-ctx.Done():
+	}
+}
+
+func (c *Client) probeOnce(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, min(c.cfg.HealthTimeout, c.cfg.VaultTimeout))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.VaultAddr+"/v1/sys/health?standbyok=true&perfstandbyok=true", nil)
+	if err != nil {
+		return
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		_ = c.observe("health", err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusServiceUnavailable, http.StatusNotImplemented:
+		_ = c.observe("health", &api.ResponseError{StatusCode: 503, HTTPMethod: "GET", URL: "sys/health"})
+	default:
+		_ = c.observe("health", nil)
+	}
 }

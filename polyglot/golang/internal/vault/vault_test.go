@@ -66,6 +66,8 @@ func (f *fakeVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	denied := map[string]any{"errors": []string{"permission denied"}}
 	switch {
+	case r.URL.Path == "/v1/sys/health":
+		write(w, 200, map[string]any{"initialized": true, "sealed": false})
 	case r.URL.Path == "/v1/auth/approle/login":
 		time.Sleep(f.loginDelay)
 		var body map[string]string
@@ -280,5 +282,24 @@ func TestATokenFromTheEnvironmentIsNeverSent(t *testing.T) {
 		if seen == "root-token-from-env" {
 			t.Fatal("the environment's VAULT_TOKEN reached Vault")
 		}
+	}
+}
+
+func TestProbeSeesAnOutageAtOnce(t *testing.T) {
+	fake := newFakeVault(3600, 86400)
+	c, _ := started(t, fake)
+	c.Probe(context.Background())
+	if !c.Status().Reachable {
+		t.Fatal("unreachable while up")
+	}
+	fake.down.Store(true)
+	c.Probe(context.Background())
+	if s := c.Status(); s.Reachable || s.LastError != "503 sealed or not ready" {
+		t.Errorf("status after a sealed answer: %+v", s)
+	}
+	fake.down.Store(false)
+	c.Probe(context.Background())
+	if !c.Status().Reachable {
+		t.Error("still unreachable after Vault came back")
 	}
 }
