@@ -1,4 +1,5 @@
-"""Fixtures for the feature proofs of the two FastAPI apps, on the session's shared stack."""
+"""Fixtures for the feature proofs every implementation of the stack must pass (the two FastAPI
+apps and the polyglot ones), on the session's shared stack."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import httpx
 import pytest
 
 from tests.conftest import StackUnderTest
-from tests.parity.implementations import PYTHON_APPS, app_url
+from tests.parity.implementations import STACK_APPS, app_url
 
 
 @pytest.fixture(scope="module")
 async def apps(stack: StackUnderTest) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    """One plain-HTTP client per app of the stack."""
+    """One plain-HTTP client per implementation the stack runs."""
     opened = {
-        app: httpx.AsyncClient(base_url=app_url(stack, app), timeout=30.0) for app in PYTHON_APPS
+        app: httpx.AsyncClient(base_url=app_url(stack, app), timeout=30.0) for app in STACK_APPS
     }
     try:
         yield opened

@@ -11,7 +11,7 @@ import collections
 import httpx
 import pytest
 
-from tests.parity.implementations import PYTHON_APPS
+from tests.parity.implementations import STACK_APPS
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ ROUTES = [
 ]
 
 
-@pytest.mark.parametrize("app", PYTHON_APPS)
+@pytest.mark.parametrize("app", STACK_APPS)
 @pytest.mark.parametrize(
     ("method", "path", "body", "expected"), ROUTES, ids=[f"{m} {p}" for m, p, _, _ in ROUTES]
 )

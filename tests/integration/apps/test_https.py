@@ -1,4 +1,4 @@
-"""HTTPS on 8443/8444 (+offset) with a certificate from the stack's Vault CA."""
+"""HTTPS on each implementation's HTTPS port (8443-8447 + offset) with a certificate from the stack's Vault CA."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 from cryptography import x509
 
 from tests.conftest import StackUnderTest
-from tests.parity.implementations import PYTHON_APPS, app_url
+from tests.parity.implementations import STACK_APPS, app_url
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("app", PYTHON_APPS)
+@pytest.mark.parametrize("app", STACK_APPS)
 async def test_https_with_the_vault_ca(stack: StackUnderTest, app: str) -> None:
     https = app_url(stack, app, "https")
     assert https.endswith(str(stack.port(app, "https")))
@@ -41,7 +41,7 @@ async def test_https_with_the_vault_ca(stack: StackUnderTest, app: str) -> None:
         assert (await secure.delete(created.headers["location"])).status_code == 204
 
 
-@pytest.mark.parametrize("app", PYTHON_APPS)
+@pytest.mark.parametrize("app", STACK_APPS)
 async def test_https_refused_with_a_foreign_ca(
     stack: StackUnderTest, app: str, foreign_ca_file: str
 ) -> None:
@@ -51,7 +51,7 @@ async def test_https_refused_with_a_foreign_ca(
             await client.get(f"{app_url(stack, app, 'https')}/health")
 
 
-@pytest.mark.parametrize("app", PYTHON_APPS)
+@pytest.mark.parametrize("app", STACK_APPS)
 def test_certificate_is_issued_for_loopback(stack: StackUnderTest, app: str) -> None:
     pem = ssl.get_server_certificate(("127.0.0.1", stack.port(app, "https")), timeout=10)
     cert = x509.load_pem_x509_certificate(pem.encode())

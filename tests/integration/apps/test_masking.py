@@ -11,7 +11,7 @@ import pytest
 from devstack_cli.vault import Vault
 from tests.conftest import StackUnderTest
 from tests.parity.compare import assert_problem, describe, schema_errors
-from tests.parity.implementations import PYTHON_APPS, load_spec
+from tests.parity.implementations import STACK_APPS, load_spec
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ def assert_no_secret(response: httpx.Response, secrets: set[str]) -> None:
     assert not leaked, f"secret values leaked by {response.request.url}: {leaked}"
 
 
-@pytest.mark.parametrize("app", PYTHON_APPS)
+@pytest.mark.parametrize("app", STACK_APPS)
 async def test_every_secret_route_masks(
     apps: dict[str, httpx.AsyncClient], stack: StackUnderTest, app: str
 ) -> None:
