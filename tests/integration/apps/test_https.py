@@ -1,4 +1,5 @@
-"""HTTPS on each implementation's HTTPS port (8443-8447 + offset) with a certificate from the stack's Vault CA."""
+"""HTTPS on each implementation's HTTPS port (8443-8447 + offset), with a certificate from the
+stack's Vault CA."""
 
 from __future__ import annotations
 
