@@ -33,7 +33,7 @@ import linecache
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 import aio_pika
@@ -743,18 +743,37 @@ class RedisPool(ManagedPool[RedisCluster]):
 # -- RabbitMQ ---------------------------------------------------------------------------------
 
 
+IDLE_RAW_CHANNELS = 4  # raw channels kept open for reuse (opening one per consume costs memory)
+
+
 @dataclass
 class RabbitHandle:
     connection: aio_pika.abc.AbstractConnection
     channels: aio_pika.pool.Pool[aio_pika.abc.AbstractChannel]
+    idle: list[aiormq.abc.AbstractChannel] = field(default_factory=list)
 
     async def raw_channel(self) -> aiormq.abc.AbstractChannel:
-        """A new channel of the connection (aiormq's), outside the pool, without confirms."""
+        """A channel of the connection (aiormq's), outside the pool, without confirms, for
+        one holder at a time: a reused one (`give_back`) or a new one."""
+        while self.idle:
+            channel = self.idle.pop()
+            if not channel.is_closed:
+                return channel
         transport = self.connection.transport
         if transport is None:
             raise aiormq.exceptions.ChannelInvalidStateError("the connection is closed")
         with _connection_gone():
             return await transport.connection.channel(publisher_confirms=False)
+
+    async def give_back(self, channel: aiormq.abc.AbstractChannel) -> None:
+        """A raw channel its holder is done with (nothing left unacknowledged on it)."""
+        if channel.is_closed:
+            return
+        if len(self.idle) < IDLE_RAW_CHANNELS:
+            self.idle.append(channel)
+            return
+        with contextlib.suppress(Exception):
+            await channel.close()
 
 
 class RabbitPool(ManagedPool[RabbitHandle]):

@@ -56,7 +56,14 @@ from devstack_client.models import (
     SlotCoverage,
     SlotRange,
 )
-from devstack_client.pools import MongoPool, MySQLPool, PostgresPool, RabbitPool, RedisPool
+from devstack_client.pools import (
+    MongoPool,
+    MySQLPool,
+    PostgresPool,
+    RabbitHandle,
+    RabbitPool,
+    RedisPool,
+)
 from devstack_client.redaction import MASK, is_masked_key
 from devstack_client.secretstore import SecretStore
 from devstack_client.settings import DEPENDENCIES, ClientSettings
@@ -489,6 +496,7 @@ class PendingConsume:
         channel: aiormq.abc.AbstractChannel | None,
         last_tag: int | None,
         pool: RabbitPool,
+        handle: RabbitHandle | None,
         *,
         hold: float,
     ) -> None:
@@ -496,6 +504,7 @@ class PendingConsume:
         self._channel = channel
         self._last_tag = last_tag
         self._pool = pool
+        self._handle = handle
         self._settled = False
         self._timer = asyncio.get_running_loop().call_later(hold, self._expire) if channel else None
         self._expiry: asyncio.Task[None] | None = None
@@ -521,6 +530,7 @@ class PendingConsume:
         channel, self._channel = self._channel, None
         if channel is None:
             return
+        settled = False
         try:
             if self._last_tag is not None:
                 async with self._pool.operation("acknowledge") as _:
@@ -528,8 +538,12 @@ class PendingConsume:
                         await channel.basic_ack(self._last_tag, multiple=True)
                     else:
                         await channel.basic_nack(self._last_tag, multiple=True, requeue=True)
+            settled = True
         finally:
-            await _close_channel(channel)
+            if settled and self._handle is not None:
+                await self._handle.give_back(channel)  # reused by the next consume
+            else:
+                await _close_channel(channel)  # the broker requeues what is unacknowledged
 
     def _expire(self) -> None:
         if not self._settled:
@@ -603,9 +617,10 @@ class QueueService:
         rejected = 0
         last_tag: int | None = None
         channel: aiormq.abc.AbstractChannel | None = None
+        handle: RabbitHandle | None = None
         try:
             async with self._pool.operation("consume") as handle:
-                # A channel of its own: the messages stay unacknowledged on it until settled,
+                # A channel held alone: the messages stay unacknowledged on it until settled,
                 # and closing it gives back whatever was not acknowledged.
                 channel = await handle.raw_channel()
                 try:
@@ -641,7 +656,7 @@ class QueueService:
             raise
         result = ConsumeResult(queue=queue, messages=taken, rejected=rejected)
         return PendingConsume(
-            result, channel, last_tag, self._pool, hold=self._pool.operation_timeout
+            result, channel, last_tag, self._pool, handle, hold=self._pool.operation_timeout
         )
 
     async def inspect(self, queue: str) -> QueueInfo:

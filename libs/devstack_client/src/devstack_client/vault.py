@@ -217,7 +217,8 @@ class VaultClient:
         self._state = _Reachability()
         self._probe: asyncio.Future[None] | None = None
         self._refused: _Refusal | None = None
-        self._token_dead = False  # Vault said the token is invalid; only a login can help
+        # The generation whose token Vault declared invalid (only a login can help), if any.
+        self._dead_generation: int | None = None
         self.probes = 0
         self.login_refusals = 0  # logins Vault refused (each one sent)
         self.logins = 0
@@ -403,7 +404,6 @@ class VaultClient:
             self._count(self._metrics and self._metrics.vault_logins, "failure")
             raise
         self._refused = None
-        self._token_dead = False
         auth = (result or {})["auth"]
         self._token = auth["client_token"]
         self._redactor.add(self._token)
@@ -482,7 +482,7 @@ class VaultClient:
     ) -> dict[str, Any] | None:
         """An authenticated call; a refused token is checked, replaced and the call retried once."""
         generation = self._generation
-        if not (self._token_dead and not self._static):
+        if self._dead_generation != generation or self._static:
             try:
                 return await self._send(
                     operation, method, path, body, auth=True, missing_ok=missing_ok
@@ -490,7 +490,7 @@ class VaultClient:
             except VaultError as exc:
                 if exc.status != 403 or self._static or not await self._token_is_invalid():
                     raise
-            self._token_dead = True
+            self._dead_generation = generation
         # The token is known dead: log in first (held back while refused credentials wait).
         await self._refresh("login", generation)
         return await self._send(operation, method, path, body, auth=True, missing_ok=missing_ok)
