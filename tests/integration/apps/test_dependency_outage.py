@@ -3,7 +3,7 @@
 MySQL stopped: its routes and health answer 503 with Retry-After, the rest keeps working; MySQL
 started again, both apps recover by themselves. RabbitMQ stopped, then killed (SIGKILL of the
 broker's own process), under load: every answer is a success or a 503/504 problem naming it,
-never a 500, and no message the apps accepted is lost. MongoDB stopped and killed: both apps
+never a 500, and no message the apps accepted is lost. MongoDB stopped: both apps
 follow the one outage policy of the library (503 and `unavailable` once it is known down)."""
 
 from __future__ import annotations
@@ -270,7 +270,9 @@ async def test_rabbitmq_outage_under_load_is_503_and_loses_nothing(
     assert load.accepted <= load.delivered, len(load.accepted - load.delivered)
 
 
-@pytest.mark.parametrize("fault", ["stop", "kill"])
+# Stopped only: killed, FerretDB is replaced by the supervisor within about a second, too soon
+# for an outage every app is sure to see (RabbitMQ takes seconds to start, so it is killed too).
+@pytest.mark.parametrize("fault", ["stop"])
 async def test_mongodb_outage_is_one_policy_in_both_apps(
     apps: dict[str, httpx.AsyncClient], stack: StackUnderTest, fault: str
 ) -> None:

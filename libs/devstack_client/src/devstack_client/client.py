@@ -237,12 +237,16 @@ class DevStackClient:
         }
         if not status.reachable:
             down = "" if status.down_for is None else f" for {status.down_for:.0f}s"
+            slow = status.last_error == "timed out"  # no answer in time: a timeout, as for all
             if states and len(states) >= len(self.dependencies):
                 # Still serving: every secret comes from the cache (the contract's "degraded").
                 reason = f"unreachable{down}; serving cached credentials"
-                return CheckOutcome("degraded", reason, details, error="unavailable")
+                outcome: CheckError = "timeout" if slow else "unavailable"
+                return CheckOutcome("degraded", reason, details, error=outcome)
             error: CheckError = (
-                "not_ready" if "sealed" in (status.last_error or "") else "unavailable"
+                "not_ready"
+                if "sealed" in (status.last_error or "")
+                else ("timeout" if slow else "unavailable")
             )
             return CheckOutcome("unhealthy", f"unreachable{down}", details, error=error)
         if not status.authenticated:
