@@ -128,7 +128,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, redactor *r
 		"mongodb":  stores.NewMongoItems(mg),
 	}
 	cluster := stores.NewCluster(rd)
-	queues := stores.NewQueues(mq)
+	queues := stores.NewQueues(mq, log)
 
 	probes := map[string]health.Probe{
 		"vault": vaultProbe(vc, store),

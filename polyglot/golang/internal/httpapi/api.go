@@ -37,7 +37,8 @@ type CacheStore interface {
 // QueueStore is the messaging use case.
 type QueueStore interface {
 	Publish(ctx context.Context, queue string, payload []byte) (stores.PublishResult, error)
-	Consume(ctx context.Context, queue string, max int) (stores.ConsumeResult, error)
+	// Consume leaves the messages unacknowledged until settle is called.
+	Consume(ctx context.Context, queue string, max int) (stores.ConsumeResult, stores.Settle, error)
 	Inspect(ctx context.Context, queue string) (stores.QueueInfo, error)
 }
 

@@ -92,14 +92,17 @@ func (f *fakeCache) Delete(_ context.Context, key string) error {
 	return nil
 }
 
-type fakeQueues struct{ published [][]byte }
+type fakeQueues struct {
+	published [][]byte
+	settled   []bool
+}
 
 func (f *fakeQueues) Publish(_ context.Context, queue string, payload []byte) (stores.PublishResult, error) {
 	f.published = append(f.published, payload)
 	return stores.PublishResult{Queue: queue, MessageID: "00000000-0000-4000-8000-000000000000"}, nil
 }
-func (f *fakeQueues) Consume(_ context.Context, queue string, _ int) (stores.ConsumeResult, error) {
-	return stores.ConsumeResult{Queue: queue, Messages: []stores.ConsumedMessage{}}, nil
+func (f *fakeQueues) Consume(_ context.Context, queue string, _ int) (stores.ConsumeResult, stores.Settle, error) {
+	return stores.ConsumeResult{Queue: queue, Messages: []stores.ConsumedMessage{}}, func(delivered bool) { f.settled = append(f.settled, delivered) }, nil
 }
 func (f *fakeQueues) Inspect(context.Context, string) (stores.QueueInfo, error) {
 	return stores.QueueInfo{}, apperr.Timeout("rabbitmq", "inspect timed out", nil)
@@ -408,6 +411,9 @@ func TestCacheAndQueueNames(t *testing.T) {
 	assertProblem(t, r, 422)
 	if r := w.do(t, "POST", "/examples/messaging/queues/q/messages", "application/json", `{"a": [1, 2.5]}`); r.status != 202 {
 		t.Errorf("publish: %d", r.status)
+	}
+	if r := w.do(t, "GET", "/examples/messaging/queues/q/messages", "", ""); r.status != 200 || len(w.queues.settled) != 1 || !w.queues.settled[0] {
+		t.Errorf("consume: %d, settled %v: want acknowledged once the answer was written", r.status, w.queues.settled)
 	}
 }
 

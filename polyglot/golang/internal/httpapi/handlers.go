@@ -259,12 +259,20 @@ func (a *api) queueConsume(c *gin.Context) {
 	if a.invalid(c, errs) {
 		return
 	}
-	result, err := a.Queues.Consume(c.Request.Context(), queue, maxMessages)
+	result, settle, err := a.Queues.Consume(c.Request.Context(), queue, maxMessages)
 	if err != nil {
 		a.fail(c, err)
 		return
 	}
-	send(c, http.StatusOK, result)
+	body, err := problems.Marshal(result)
+	if err != nil {
+		settle(false) // given back at once
+		panic(err)
+	}
+	c.Header("Content-Length", strconv.Itoa(len(body)))
+	c.Data(http.StatusOK, "application/json", body)
+	// Acknowledged only once the answer carrying them was written to the connection.
+	settle(flushed(c))
 }
 
 func (a *api) queuePublish(c *gin.Context) {
@@ -325,4 +333,13 @@ func (a *api) nodeInfo(c *gin.Context) {
 		return
 	}
 	send(c, http.StatusOK, info)
+}
+
+// flushed pushes the answer to the connection and reports whether it got there.
+func flushed(c *gin.Context) bool {
+	if c.Request.Context().Err() != nil {
+		return false
+	}
+	rc := http.NewResponseController(c.Writer)
+	return rc.Flush() == nil && c.Request.Context().Err() == nil
 }

@@ -166,10 +166,13 @@ func isNotFound(err error) bool {
 }
 
 // Queues publishes JSON objects (confirmed; unroutable is NotFound), consumes, inspects.
-type Queues struct{ pool *Pool[*Rabbit] }
+type Queues struct {
+	pool *Pool[*Rabbit]
+	log  *slog.Logger
+}
 
 // NewQueues wraps the pool.
-func NewQueues(pool *Pool[*Rabbit]) *Queues { return &Queues{pool: pool} }
+func NewQueues(pool *Pool[*Rabbit], log *slog.Logger) *Queues { return &Queues{pool: pool, log: log} }
 
 // Probe is the health check: a round trip in the vhost on a pooled channel.
 func (q *Queues) Probe(ctx context.Context) error {
@@ -239,54 +242,111 @@ func IsJSONObject(body []byte) bool {
 	return !breaksARule
 }
 
-// Consume takes up to max messages waiting now, acknowledging each; a body that is not a JSON
-// object is rejected without requeue and counted.
-func (q *Queues) Consume(ctx context.Context, queue string, maxMessages int) (ConsumeResult, error) {
+// Settle ends a consume: true once the answer carrying the messages was written (one
+// multiple ack), false to give them back to the queue at once (nack, requeue).
+type Settle func(delivered bool)
+
+// Consume takes up to max messages waiting now, without acknowledging them: the caller
+// settles them once its answer is written, so a message is never lost between the broker and
+// the client. A body that is not a JSON object obeying the contract's rules is rejected
+// without requeue at once and counted.
+func (q *Queues) Consume(ctx context.Context, queue string, maxMessages int) (ConsumeResult, Settle, error) {
+	noop := func(bool) {}
 	if err := checkQueue(queue); err != nil {
-		return ConsumeResult{}, err
+		return ConsumeResult{}, noop, err
 	}
 	if maxMessages < 1 || maxMessages > MaxConsume {
-		return ConsumeResult{}, apperr.Invalid(nil, "max must be between 1 and %d", MaxConsume)
+		return ConsumeResult{}, noop, apperr.Invalid(nil, "max must be between 1 and %d", MaxConsume)
 	}
-	return Run(ctx, q.pool, "consume", func(ctx context.Context, r *Rabbit) (ConsumeResult, error) {
-		return withChannel(ctx, r, func(c *channel) (ConsumeResult, error) {
-			result := ConsumeResult{Queue: queue, Messages: []ConsumedMessage{}}
-			if _, err := c.ch.QueueDeclarePassive(queue, true, false, false, false, nil); err != nil {
-				if isNotFound(err) {
-					return result, apperr.NotFound("queue %s does not exist", apperr.Repr(queue))
-				}
-				return result, err
+	type taken struct {
+		result ConsumeResult
+		settle Settle
+	}
+	got, err := Run(ctx, q.pool, "consume", func(ctx context.Context, r *Rabbit) (taken, error) {
+		c, err := r.acquire()
+		if err != nil {
+			return taken{}, err
+		}
+		type outcome struct {
+			result ConsumeResult
+			last   uint64
+			err    error
+		}
+		done := make(chan outcome, 1)
+		go func() {
+			result, last, err := q.take(c, queue, maxMessages)
+			done <- outcome{result, last, err}
+		}()
+		select {
+		case <-ctx.Done():
+			r.release(c, true) // the channel closes: what it took goes back to the queue
+			go func() { _ = r.conn.Close() }()
+			return taken{}, ctx.Err()
+		case out := <-done:
+			if out.err != nil {
+				r.release(c, true)
+				return taken{}, out.err
 			}
-			for len(result.Messages) < maxMessages {
-				msg, ok, err := c.ch.Get(queue, false)
-				if err != nil {
-					return result, err
-				}
-				if !ok {
-					break
-				}
-				if !IsJSONObject(msg.Body) {
-					if err := msg.Reject(false); err != nil {
-						return result, err
+			var once sync.Once
+			settle := func(delivered bool) {
+				once.Do(func() {
+					var err error
+					if out.last > 0 {
+						if delivered {
+							err = c.ch.Ack(out.last, true)
+						} else {
+							err = c.ch.Nack(out.last, true, true)
+						}
 					}
-					result.Rejected++
-					continue
-				}
-				var compact bytes.Buffer
-				_ = json.Compact(&compact, msg.Body)
-				var id *string
-				if msg.MessageId != "" {
-					mid := msg.MessageId
-					id = &mid
-				}
-				result.Messages = append(result.Messages, ConsumedMessage{MessageID: id, Payload: compact.Bytes(), Redelivered: msg.Redelivered})
-				if err := msg.Ack(false); err != nil {
-					return result, err
-				}
+					r.release(c, err != nil)
+				})
 			}
-			return result, nil
-		})
+			return taken{out.result, settle}, nil
+		}
 	})
+	if err != nil {
+		return ConsumeResult{}, noop, err
+	}
+	return got.result, got.settle, nil
+}
+
+// take gets the messages on c; last is the delivery tag to settle (0: none taken).
+func (q *Queues) take(c *channel, queue string, maxMessages int) (ConsumeResult, uint64, error) {
+	result := ConsumeResult{Queue: queue, Messages: []ConsumedMessage{}}
+	var last uint64
+	if _, err := c.ch.QueueDeclarePassive(queue, true, false, false, false, nil); err != nil {
+		if isNotFound(err) {
+			return result, 0, apperr.NotFound("queue %s does not exist", apperr.Repr(queue))
+		}
+		return result, 0, err
+	}
+	for len(result.Messages) < maxMessages {
+		msg, ok, err := c.ch.Get(queue, false)
+		if err != nil {
+			return result, 0, err
+		}
+		if !ok {
+			break
+		}
+		if !IsJSONObject(msg.Body) {
+			if err := msg.Reject(false); err != nil {
+				return result, 0, err
+			}
+			q.log.Warn("message rejected: not a JSON object this API can give", "queue", queue, "message_id", msg.MessageId)
+			result.Rejected++
+			continue
+		}
+		var compact bytes.Buffer
+		_ = json.Compact(&compact, msg.Body)
+		var id *string
+		if msg.MessageId != "" {
+			mid := msg.MessageId
+			id = &mid
+		}
+		result.Messages = append(result.Messages, ConsumedMessage{MessageID: id, Payload: compact.Bytes(), Redelivered: msg.Redelivered})
+		last = msg.DeliveryTag
+	}
+	return result, last, nil
 }
 
 // Inspect is a queue's message and consumer counts.
