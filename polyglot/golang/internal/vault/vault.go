@@ -11,6 +11,7 @@ package vault
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -73,6 +74,8 @@ type Client struct {
 	lastError  string
 	downSince  time.Time
 	probing    *probeFlight
+	refusedKey [32]byte // the credentials of the last refused login, and when
+	refusedAt  time.Time
 
 	requests int64
 }
@@ -273,6 +276,10 @@ func (c *Client) TokenTTL() float64 {
 
 // -- the token ------------------------------------------------------------------------------
 
+// RefusedLoginHold is how long refused AppRole credentials are not sent again (OpenBao locks an
+// AppRole out for 15 minutes after five refused logins); a new secret-id is tried at once.
+const RefusedLoginHold = 960 * time.Second
+
 type refusedError struct {
 	status int
 	msg    string
@@ -307,6 +314,13 @@ func (c *Client) login(ctx context.Context) error {
 		return &credentialError{err}
 	}
 	c.redactor.Add(roleID, secretID)
+	key := sha256.Sum256([]byte(roleID + "\x00" + secretID))
+	c.mu.Lock()
+	held := c.refusedKey == key && c.now().Sub(c.refusedAt) < RefusedLoginHold
+	c.mu.Unlock()
+	if held { // five refused logins lock the AppRole out: wait for new credentials instead
+		return &refusedError{status: 400, msg: "these AppRole credentials were refused; waiting for a new secret-id"}
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.VaultTimeout)
 	defer cancel()
 	c.count("login")
@@ -314,6 +328,12 @@ func (c *Client) login(ctx context.Context) error {
 		"role_id": roleID, "secret_id": secretID,
 	})
 	if err = c.observe("login", err); err != nil {
+		var refused *refusedError
+		if errors.As(err, &refused) && (refused.status == 400 || refused.status == 403) {
+			c.mu.Lock()
+			c.refusedKey, c.refusedAt = key, c.now()
+			c.mu.Unlock()
+		}
 		c.countLogin("failure")
 		return err
 	}

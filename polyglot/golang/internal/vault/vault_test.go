@@ -27,6 +27,7 @@ type fakeVault struct {
 	tokens      map[string]time.Time // token -> issued
 	logins      atomic.Int32
 	renewals    atomic.Int32
+	refused     atomic.Int32
 	down        atomic.Bool
 	root        bool
 	loginDelay  time.Duration
@@ -73,6 +74,7 @@ func (f *fakeVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var body map[string]string
 		_ = json.NewDecoder(r.Body).Decode(&body)
 		if body["role_id"] != "role" || body["secret_id"] != "sid" {
+			f.refused.Add(1)
 			write(w, 400, map[string]any{"errors": []string{"invalid role or secret ID"}})
 			return
 		}
@@ -301,5 +303,28 @@ func TestProbeSeesAnOutageAtOnce(t *testing.T) {
 	c.Probe(context.Background())
 	if !c.Status().Reachable {
 		t.Error("still unreachable after Vault came back")
+	}
+}
+
+func TestRefusedCredentialsAreNotSentAgainButANewSecretIDIs(t *testing.T) {
+	fake := newFakeVault(3600, 86400)
+	server := httptest.NewServer(fake)
+	defer server.Close()
+	cfg := testConfig(t, server.URL)
+	if err := os.WriteFile(cfg.SecretIDFile, []byte("dead"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := New(cfg, Options{})
+	for range 3 {
+		_ = c.refresh(context.Background(), ActionLogin, c.Generation())
+	}
+	if n := fake.refused.Load(); n != 1 {
+		t.Fatalf("refused logins sent: %d, want 1 (the same credentials are held back)", n)
+	}
+	if err := os.WriteFile(cfg.SecretIDFile, []byte("sid"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.refresh(context.Background(), ActionLogin, c.Generation()); err != nil {
+		t.Fatalf("a new secret-id is used at once: %v", err)
 	}
 }
