@@ -94,7 +94,7 @@ CARGO = Toolchain(
     ("cargo", "--version"),
 )
 
-RUST_TARGET = "{cache}/polyglot/rust-target"
+RUST_TARGET = "{cache}/rust/target"  # kept across clones: CI does not rebuild every crate
 
 RECIPES: dict[str, Recipe] = {
     "golang": Recipe(
