@@ -126,7 +126,7 @@ export class DevStack implements Stack {
       this.secrets = new SecretReader(this.store, this.settings.kvMount);
       const budget = this.settings.healthTimeout;
       const probes = new Map<string, Probe>([
-        ["vault", () => Promise.resolve(this.probeVault())],
+        ["vault", () => this.probeVault(budget)],
         ["postgres", async () => (await postgres.operation("health", (pool) => pool.query("SELECT 1"), budget), undefined)],
         ["mysql", async () => (await mysql.operation("health", (pool) => pool.query("SELECT 1"), budget), undefined)],
         ["mongodb", async () => (await mongodb.operation("health", ({ db }) => db.command({ ping: 1 }), budget), undefined)],
@@ -168,15 +168,20 @@ export class DevStack implements Stack {
     return { ca: pem, caFile };
   }
 
-  private probeVault(): CheckOutcome {
-    const status = this.vault.status();
+  /** Vault's own health at every check (docs/api.md): unreachable is degraded while every
+   *  secret is served from the cache, else unhealthy. */
+  private async probeVault(budget: number): Promise<CheckOutcome> {
+    const health = await this.vault.checkHealth(budget);
     const states = this.store.states();
+    const cached = states.length >= DEPENDENCIES.length;
     const stale = states.filter((s) => s.stale).map((s) => s.path);
-    if (!status.reachable) {
-      if (states.length >= DEPENDENCIES.length) return { status: "degraded", error: "unavailable", reason: "unreachable; serving cached credentials" };
-      return { status: "unhealthy", error: (status.lastError ?? "").includes("sealed") ? "not_ready" : "unavailable" };
+    if (health !== "ok") {
+      if (cached) return { status: "degraded", error: health === "timeout" ? "timeout" : "unavailable", reason: "unreachable; serving cached credentials" };
+      return { status: "unhealthy", error: health === "timeout" ? "timeout" : health === "sealed" ? "not_ready" : "unavailable" };
     }
-    if (!status.authenticated) return { status: "unhealthy", error: "unavailable", reason: "no valid token" };
+    if (!this.vault.status().authenticated) {
+      return cached ? { status: "degraded", error: "unavailable", reason: "no valid token" } : { status: "unhealthy", error: "unavailable", reason: "no valid token" };
+    }
     if (stale.length > 0) return { status: "degraded", error: "unavailable", reason: `stale secrets: ${stale.join(", ")}` };
     return { status: "healthy" };
   }

@@ -50,6 +50,8 @@ class FakeVault {
   tokens = new Map<string, number>(); // token -> issued at (ms)
   loginDelay = 0;
   policies = ["app"];
+  healthChecks = 0;
+  sealed = false;
 
   async start(): Promise<void> {
     this.server.listen(0, "127.0.0.1");
@@ -73,7 +75,11 @@ class FakeVault {
     const send = (status: number, body: unknown): void => {
       res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
     };
-    if (req.url === "/v1/auth/approle/login") {
+    if (req.url?.startsWith("/v1/sys/health") === true) {
+      this.healthChecks += 1;
+      await new Promise((r) => setTimeout(r, 20));
+      send(this.sealed ? 503 : 200, { initialized: true, sealed: this.sealed });
+    } else if (req.url === "/v1/auth/approle/login") {
       if (this.loginDelay > 0) await new Promise((r) => setTimeout(r, this.loginDelay));
       this.logins += 1;
       const issued = `hvs.fake-token-${this.logins}-${"x".repeat(20)}`;
@@ -168,6 +174,29 @@ describe("the Vault client against a fake Vault", () => {
       await assert.rejects(new VaultClient(settingsFor(vault, { DEVSTACK_VAULT_START_TIMEOUT: "0" })).start(), ConfigurationError);
     } finally {
       vault.policies = ["app"];
+    }
+  });
+
+  it("asks sys/health at each check, one request for concurrent checks", async () => {
+    const client = new VaultClient(settingsFor(vault));
+    await client.start();
+    try {
+      const before = vault.healthChecks;
+      const answers = await Promise.all(Array.from({ length: 5 }, () => client.checkHealth(1)));
+      assert.deepEqual(answers, ["ok", "ok", "ok", "ok", "ok"]);
+      assert.equal(vault.healthChecks - before, 1);
+      vault.sealed = true;
+      assert.equal(await client.checkHealth(1), "sealed");
+      vault.sealed = false;
+      vault.up = false;
+      assert.equal(await client.checkHealth(1), "unreachable", "a Vault that died is seen by the very next check");
+      assert.equal(client.status().reachable, false);
+      vault.up = true;
+      assert.equal(await client.checkHealth(1), "ok");
+    } finally {
+      vault.up = true;
+      vault.sealed = false;
+      await client.close();
     }
   });
 

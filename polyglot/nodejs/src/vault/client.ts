@@ -28,6 +28,8 @@ export interface KvSecret {
   readonly version: number;
 }
 
+export type VaultHealth = "ok" | "sealed" | "timeout" | "unreachable";
+
 export interface VaultStatus {
   readonly reachable: boolean;
   readonly authenticated: boolean;
@@ -331,8 +333,16 @@ export class VaultClient {
     }
   }
 
-  private request(operation: string, method: string, path: string, body: Json | undefined, headers: Record<string, string>, timeout?: number): Promise<Answer> {
-    this.requests += 1;
+  private request(
+    operation: string,
+    method: string,
+    path: string,
+    body: Json | undefined,
+    headers: Record<string, string>,
+    timeout?: number,
+    counted = true,
+  ): Promise<Answer> {
+    if (counted) this.requests += 1;
     this.options.metrics?.vaultRequests.inc({ operation });
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const seconds = timeout ?? this.settings.vaultTimeout;
@@ -386,6 +396,35 @@ export class VaultClient {
     this.reachable = false;
     this.lastError = reason;
     this.options.metrics?.vaultFailures.inc({ operation });
+  }
+
+  // -- health -----------------------------------------------------------------------------------
+
+  private healthInFlight: Promise<VaultHealth> | undefined;
+
+  /** Vault's own health (`sys/health`, no token, not audited), within `seconds`; concurrent
+   *  checks share one request. Answers "ok", "sealed" (503/501), "timeout" or "unreachable". */
+  checkHealth(seconds: number): Promise<VaultHealth> {
+    this.healthInFlight ??= this.request("health", "GET", "/v1/sys/health?standbyok=true&perfstandbyok=true", undefined, {}, seconds, false)
+      .then(
+        (answer): VaultHealth => {
+          if (answer.status === 503 || answer.status === 501) {
+            this.unreachable("health", `${answer.status} sealed or not ready`);
+            return "sealed";
+          }
+          if (answer.status >= 500) {
+            this.unreachable("health", `${answer.status} server error`);
+            return "unreachable";
+          }
+          this.contact();
+          return "ok";
+        },
+        (error: unknown): VaultHealth => (error instanceof DependencyTimeout ? "timeout" : "unreachable"),
+      )
+      .finally(() => {
+        this.healthInFlight = undefined;
+      });
+    return this.healthInFlight;
   }
 
   // -- what the application uses ------------------------------------------------------------
