@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,9 +73,10 @@ class ComposeStack(StackUnderTest):
 
 
 def devstack(stack: StackUnderTest, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    # However loaded the machine, `up` waits for health (no test depends on its speed).
     return subprocess.run(
         [sys.executable, "-m", "devstack_cli", *args],
-        env=stack.env,
+        env={**stack.env, "DEVSTACK_UP_TIMEOUT": str(timeout - 60)},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -84,9 +86,14 @@ def devstack(stack: StackUnderTest, *args: str, timeout: float) -> subprocess.Co
 SKIPPED: list[str] = []  # why the compose tests were skipped, said once at the end
 
 
+FIGURES: list[str] = []  # what this session's compose stack took (docs/compose.md)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for line in SKIPPED[:1]:
         terminalreporter.write_line(line, yellow=True)
+    if FIGURES:
+        terminalreporter.write_line("compose: " + ", ".join(FIGURES))
 
 
 def obtain_engine() -> bool:
@@ -112,10 +119,14 @@ def compose_stack() -> Iterator[ComposeStack]:
     before = compose.network_state()
     under_test = ComposeStack(new_state_dir("compose"), COMPOSE_PORT_OFFSET)
     try:
+        started = time.monotonic()
         built = devstack(under_test, "compose", "build", timeout=3600)
         assert built.returncode == 0, f"devstack compose build:\n{built.stdout}\n{built.stderr}"
+        FIGURES.append(f"image build {time.monotonic() - started:.0f} s")
+        started = time.monotonic()
         up = devstack(under_test, "up", "--engine", "compose", timeout=1200)
         assert up.returncode == 0, f"devstack up --engine compose:\n{up.stdout}\n{up.stderr}"
+        FIGURES.append(f"cold up healthy in {time.monotonic() - started:.0f} s")
         yield under_test
     finally:
         devstack(under_test, "reset", "--yes", timeout=300)

@@ -647,7 +647,10 @@ def compose_up(s: Settings, profile: str, started: float) -> None:
         return
     bad = [st for st in states if st.state != "healthy"] or states
     culprit = next((st for st in bad if st.state in ("failed", "unhealthy")), bad[0])
-    err.print(f"[red]error:[/red] {culprit.name} failed to start: {culprit.reason or 'timeout'}")
+    why = culprit.reason or culprit.state
+    if culprit.state == "starting":
+        why = f"not healthy after {s.up_timeout:.0f}s ({why})"
+    err.print(f"[red]error:[/red] {culprit.name} failed to start: {why}")
     err.print(f"see `devstack logs {culprit.name}`; the stack is left up for that")
     raise typer.Exit(EXIT_FAILED)
 

@@ -404,6 +404,9 @@ def network_state() -> dict[str, Any]:
     return _network_state()
 
 
+_DAEMONS: list[subprocess.Popen[bytes]] = []
+
+
 def start_private_engine(say: Say) -> Engine:
     """Start dockerd as root with its own data root, socket and PID file; no bridge, no NAT."""
     if os.geteuid() != 0:
@@ -426,7 +429,7 @@ def start_private_engine(say: Say) -> Engine:
     log = PRIVATE_RUN / "dockerd.log"
     say(f"starting a private dockerd (data in {private_data_root()}, log {log})")
     with log.open("ab") as out:
-        subprocess.Popen(
+        daemon = subprocess.Popen(
             [
                 dockerd,
                 f"--data-root={private_data_root()}",
@@ -443,6 +446,7 @@ def start_private_engine(say: Say) -> Engine:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _DAEMONS.append(daemon)  # it outlives this call: keep its handle (stopped by its PID file)
     deadline = time.monotonic() + 60
     while not engine_answers(docker, env):
         if time.monotonic() > deadline:
@@ -486,8 +490,13 @@ def stop_private_engine(say: Say) -> list[str]:
             if ids:
                 subprocess.run([docker, "stop", *ids], env=env, capture_output=True, check=False)
         os.kill(pid, 15)
+        ours = [d for d in _DAEMONS if d.pid == pid]
+        for daemon in ours:  # started by this process: reap it
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                daemon.wait(timeout=60)
+            _DAEMONS.remove(daemon)
         deadline = time.monotonic() + 60
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while not ours and Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         say("stopped the private dockerd")
     return restore_network()
