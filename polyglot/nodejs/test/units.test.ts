@@ -185,3 +185,15 @@ describe("the Redis cluster's own words", () => {
     assert.deepEqual(windowPosition(180, 60), { index: 3, reset: 60 });
   });
 });
+
+describe("messages a consumer can be given", () => {
+  it("are UTF-8 JSON objects within the rules; anything else is rejected", async () => {
+    const { deliverableObject } = await import("../src/http/jsonrules.js");
+    const deep = "[".repeat(65) + "]".repeat(65);
+    assert.deepEqual(deliverableObject(Buffer.from('{"n": 1}')), { n: 1 });
+    for (const body of ['{"bad": "\\ud800"}', `{"deep": ${deep}}`, '{"huge": 1e400}', "not json at all", "[1, 2, 3]"]) {
+      assert.equal(deliverableObject(Buffer.from(body)), undefined, body);
+    }
+    assert.equal(deliverableObject(Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xe9, 0x22, 0x7d])), undefined, "not UTF-8");
+  });
+});

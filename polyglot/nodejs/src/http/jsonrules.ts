@@ -60,3 +60,22 @@ export function firstViolation(value: unknown, at: string[] = []): FieldError | 
   }
   return undefined;
 }
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Parses JSON as the Python apps accept it: UTF-8 (strictly, a BOM refused), no NaN or Infinity. */
+export function parseJson(body: Buffer): { ok: true; value: unknown } | { ok: false } {
+  try {
+    return { ok: true, value: JSON.parse(UTF8.decode(body)) };
+  } catch {
+    return { ok: false };
+  }
+}
+
+/** A message body a client can be given: UTF-8 JSON, an object, within every rule above. */
+export function deliverableObject(body: Uint8Array): Record<string, unknown> | undefined {
+  if (nestsTooDeep(body)) return undefined;
+  const parsed = parseJson(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+  if (!parsed.ok || parsed.value === null || typeof parsed.value !== "object" || Array.isArray(parsed.value)) return undefined;
+  return firstViolation(parsed.value) === undefined ? (parsed.value as Record<string, unknown>) : undefined;
+}

@@ -24,7 +24,7 @@ import {
   ValidationFailed,
   WRONG_MEDIA_TYPE_DETAIL,
 } from "./problems.js";
-import { firstViolation, MAX_NESTING, nestsTooDeep } from "./jsonrules.js";
+import { firstViolation, MAX_NESTING, nestsTooDeep, parseJson } from "./jsonrules.js";
 
 const SANE_REQUEST_ID = /^[A-Za-z0-9._:+/=-]{1,128}$/;
 
@@ -157,17 +157,6 @@ export function rateLimit(limiter: () => RedisRateLimiter | undefined): RequestH
 export function isJsonMediaType(contentType: string | undefined): boolean {
   if (contentType === undefined || contentType === "") return false;
   return (contentType.split(";", 1)[0] ?? "").trim().toLowerCase() === "application/json";
-}
-
-const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
-/** Parses JSON as the Python apps accept it: UTF-8 (strictly, a BOM refused), no NaN or Infinity. */
-export function parseJson(body: Buffer): { ok: true; value: unknown } | { ok: false } {
-  try {
-    return { ok: true, value: JSON.parse(UTF8.decode(body)) };
-  } catch {
-    return { ok: false };
-  }
 }
 
 /** The body of a route that takes one, checked in the contract's order: size (413, from

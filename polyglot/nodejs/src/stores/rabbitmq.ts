@@ -8,6 +8,7 @@ import { randomUUID } from "node:crypto";
 import amqp from "amqplib";
 
 import { InvalidInput, NotFound, quoted } from "../errors.js";
+import { deliverableObject } from "../http/jsonrules.js";
 import type { KvSecret } from "../vault/client.js";
 import { ManagedPool, secretText, tlsEnabled } from "./pool.js";
 
@@ -195,19 +196,16 @@ export class QueueService {
       for (let i = 0; i < max; i++) {
         const message = await channel.get(queue, { noAck: false });
         if (message === false) break;
-        let payload: unknown;
-        try {
-          payload = JSON.parse(message.content.toString("utf8"));
-        } catch {
-          payload = undefined;
-        }
-        if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+        // Not UTF-8, not JSON, not an object, or past what JSON can carry (put there by another
+        // publisher): rejected without requeue, counted, never costing the good ones.
+        const payload = deliverableObject(message.content);
+        if (payload === undefined) {
           channel.reject(message, false);
           rejected += 1;
           continue;
         }
         const id = message.properties.messageId as unknown;
-        messages.push({ message_id: typeof id === "string" ? id : null, payload: payload as Record<string, unknown>, redelivered: message.fields.redelivered });
+        messages.push({ message_id: typeof id === "string" ? id : null, payload, redelivered: message.fields.redelivered });
         last = message;
       }
       return { queue, messages, rejected };
