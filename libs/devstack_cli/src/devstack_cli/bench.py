@@ -970,12 +970,34 @@ def postgres_ceiling(
 # -- start-up ---------------------------------------------------------------------------------
 
 
+def cannot_restart(settings: Settings, name: str) -> str | None:
+    """Why stopping `name` would leave it down, if it would: a compiled implementation whose
+    build for this stack is gone (the cache keeps the build of the current sources) cannot be
+    started again until `devstack up` rebuilds it."""
+    try:
+        from devstack_cli import polyglot
+    except ImportError:
+        return None
+    recipe = polyglot.recipe(name)
+    if recipe is None:
+        return None
+    try:
+        polyglot.run_command(settings, recipe)
+    except polyglot.BuildError:
+        # Not the error's text: it names a folder of this machine, and results may be committed.
+        return f"the {name} build this stack runs is not in the cache: `devstack up` rebuilds it"
+    return None
+
+
 def startup_times(settings: Settings, target: Target, rounds: int) -> list[float]:
     """Stop the implementation through the supervisor (`devstack stop NAME`), start it again
     (`devstack start NAME`), and time from the start request to the first `/health` 200:
     the launcher's AppRole login and certificate included, as `up` starts it."""
     from devstack_cli.supervisor import request
 
+    cannot = cannot_restart(settings, target.name)
+    if cannot:
+        raise RuntimeError(f"not restarted, so not timed: {cannot}")
     sock = settings.state.supervisor_sock
     snapshot = engine.status(settings) or {"processes": []}
     names = [p["name"] for p in snapshot["processes"] if p["service"] == target.name]
