@@ -70,7 +70,12 @@ def test_built_once_then_again_only_when_an_input_changes(source: Path, tmp_path
     assert second != first
     assert (second / "program").read_text() == "changed\n"
     assert builds_run(source) == 2
-    assert not first.exists()  # only the current build is kept
+    assert first.exists(), "another stack may still run the previous build"
+    for version in range(polyglot.KEEP_BUILDS):
+        (source / "src" / "main.txt").write_text(f"version {version}\n")
+        polyglot.build(recipe, log, say=lambda _: None)
+    assert not first.exists() and not second.exists(), "only the newest builds are kept"
+    assert len(list(first.parent.iterdir())) == polyglot.KEEP_BUILDS
 
 
 def test_copied_inputs_are_built_in_the_output_folder(source: Path, tmp_path: Path) -> None:

@@ -274,11 +274,25 @@ def build(r: Recipe, log_file: Path, say: Callable[[str], None] = print) -> Path
         work.rename(out)
     except OSError:  # another `up` finished the same build first
         shutil.rmtree(work, ignore_errors=True)
-    for old in out.parent.iterdir():  # keep the current build only
-        if old != out and not old.name.endswith(".tmp"):
-            shutil.rmtree(old, ignore_errors=True)
+    prune(out.parent, keep=KEEP_BUILDS)
     say(f"built {r.name} in {time.monotonic() - started:.1f}s")
     return out
+
+
+# Builds kept per implementation: another stack (the tests', a second checkout) may still run an
+# older one, and its supervisor restarts it from there.
+KEEP_BUILDS = 3
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Remove all but the `keep` most recently finished builds in `folder`."""
+    finished = sorted(
+        (p for p in folder.iterdir() if (p / BUILT_MARKER).exists()),
+        key=lambda p: (p / BUILT_MARKER).stat().st_mtime,
+        reverse=True,
+    )
+    for old in finished[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def record_build(settings: Settings, name: str, out: Path) -> None:
