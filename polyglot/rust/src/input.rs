@@ -58,11 +58,12 @@ pub async fn read_json(
     if body.iter().all(|b| b" \t\n\r\x0b\x0c".contains(b)) {
         return Err(ApiError::BadRequest(EMPTY_BODY));
     }
+    check_carriable(&body)?;
     serde_json::from_slice(&body).map_err(|_| ApiError::BadRequest(BAD_JSON_DETAIL))
 }
 
 /// A JSON Pointer (RFC 6901) to a member of the body.
-fn pointer(member: &str) -> String {
+fn json_pointer(member: &str) -> String {
     format!("/{}", member.replace('~', "~0").replace('/', "~1"))
 }
 
@@ -84,7 +85,7 @@ fn object(body: &Value) -> Result<&Map<String, Value>, Vec<FieldError>> {
 fn extras(map: &Map<String, Value>, known: &[&str], errors: &mut Vec<FieldError>) {
     for key in map.keys() {
         if !known.contains(&key.as_str()) {
-            errors.push(body_error(pointer(key), EXTRA));
+            errors.push(body_error(json_pointer(key), EXTRA));
         }
     }
 }
@@ -474,5 +475,334 @@ mod tests {
         assert!(is_json_media_type(Some("Application/JSON; charset=utf-8")));
         assert!(!is_json_media_type(Some("text/plain")));
         assert!(!is_json_media_type(None));
+    }
+}
+
+/// The deepest nesting of objects and arrays in `text`, string contents skipped.
+fn nesting(text: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+pub const MAX_NESTING: usize = 64;
+
+/// A JSON walker that finds what the grammar allows and nothing after it can carry: lone
+/// surrogates (in values and member names) and numbers that are not finite doubles. `Err` is
+/// a syntax error; `Ok(Some((pointer, detail)))` the first such value in document order.
+struct Walker<'a> {
+    b: &'a [u8],
+    i: usize,
+    found: Option<(String, &'static str)>,
+}
+
+const LONE_VALUE: &str = "must not contain a lone surrogate (U+D800 to U+DFFF)";
+const LONE_NAME: &str = "has a member name with a lone surrogate (U+D800 to U+DFFF)";
+const NOT_FINITE: &str = "is a number out of range (not finite as a double)";
+
+impl Walker<'_> {
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\n' | b'\r') {
+            self.i += 1;
+        }
+    }
+
+    fn flag(&mut self, pointer: &str, detail: &'static str) {
+        if self.found.is_none() {
+            self.found = Some((pointer.to_owned(), detail));
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn hex4(&mut self) -> Result<u32, ()> {
+        let digits = self.b.get(self.i..self.i + 4).ok_or(())?;
+        let text = std::str::from_utf8(digits).map_err(|_| ())?;
+        let value = u32::from_str_radix(text, 16).map_err(|_| ())?;
+        self.i += 4;
+        Ok(value)
+    }
+
+    /// A string (the opening quote at `i`): its text (lone surrogates replaced) and whether it
+    /// held one.
+    fn string(&mut self) -> Result<(String, bool), ()> {
+        self.i += 1;
+        let mut out = String::new();
+        let mut lone = false;
+        loop {
+            let b = self.peek().ok_or(())?;
+            match b {
+                b'"' => {
+                    self.i += 1;
+                    return Ok((out, lone));
+                }
+                b'\\' => {
+                    self.i += 1;
+                    let e = self.peek().ok_or(())?;
+                    self.i += 1;
+                    match e {
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'/' => out.push('/'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'n' => out.push('\n'),
+                        b'r' => out.push('\r'),
+                        b't' => out.push('\t'),
+                        b'u' => {
+                            let first = self.hex4()?;
+                            if (0xD800..0xDC00).contains(&first) {
+                                let pair = self.b.get(self.i..self.i + 2) == Some(b"\\u");
+                                let save = self.i;
+                                let low = if pair {
+                                    self.i += 2;
+                                    Some(self.hex4()?)
+                                } else {
+                                    None
+                                };
+                                match low {
+                                    Some(l) if (0xDC00..0xE000).contains(&l) => {
+                                        let c = 0x10000 + ((first - 0xD800) << 10) + (l - 0xDC00);
+                                        out.push(char::from_u32(c).unwrap_or('\u{fffd}'));
+                                    }
+                                    _ => {
+                                        self.i = save;
+                                        lone = true;
+                                        out.push('\u{fffd}');
+                                    }
+                                }
+                            } else if (0xDC00..0xE000).contains(&first) {
+                                lone = true;
+                                out.push('\u{fffd}');
+                            } else {
+                                out.push(char::from_u32(first).unwrap_or('\u{fffd}'));
+                            }
+                        }
+                        _ => return Err(()),
+                    }
+                }
+                0..=0x1f => return Err(()),
+                _ => {
+                    // Copy one UTF-8 character (the text was checked to be UTF-8).
+                    let start = self.i;
+                    self.i += 1;
+                    while self.i < self.b.len() && (self.b[self.i] & 0xC0) == 0x80 {
+                        self.i += 1;
+                    }
+                    out.push_str(std::str::from_utf8(&self.b[start..self.i]).map_err(|_| ())?);
+                }
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    fn number(&mut self, pointer: &str) -> Result<(), ()> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(()),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return Err(());
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(());
+            }
+        }
+        let text = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| ())?;
+        if !text.parse::<f64>().map_err(|_| ())?.is_finite() {
+            self.flag(pointer, NOT_FINITE);
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Result<(), ()> {
+        if self.b.get(self.i..self.i + word.len()) == Some(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    fn value(&mut self, pointer: &str) -> Result<(), ()> {
+        self.ws();
+        match self.peek().ok_or(())? {
+            b'{' => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.ws();
+                    if self.peek() != Some(b'"') {
+                        return Err(());
+                    }
+                    let (name, lone) = self.string()?;
+                    if lone {
+                        self.flag(pointer, LONE_NAME);
+                    }
+                    self.ws();
+                    if self.peek() != Some(b':') {
+                        return Err(());
+                    }
+                    self.i += 1;
+                    self.value(&format!("{pointer}{}", json_pointer(&name)))?;
+                    self.ws();
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(()),
+                    }
+                }
+            }
+            b'[' => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(());
+                }
+                let mut index = 0usize;
+                loop {
+                    self.value(&format!("{pointer}/{index}"))?;
+                    index += 1;
+                    self.ws();
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(()),
+                    }
+                }
+            }
+            b'"' => {
+                let (_, lone) = self.string()?;
+                if lone {
+                    self.flag(pointer, LONE_VALUE);
+                }
+                Ok(())
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number(pointer),
+        }
+    }
+}
+
+/// Syntax (`Err`), then the values past it (the contract's "Values past the syntax").
+fn past_the_syntax(text: &[u8]) -> Result<Option<(String, &'static str)>, ()> {
+    let mut walker = Walker {
+        b: text,
+        i: 0,
+        found: None,
+    };
+    walker.value("")?;
+    walker.ws();
+    if walker.i != text.len() {
+        return Err(());
+    }
+    Ok(walker.found)
+}
+
+/// A syntactically valid body that nothing after the parser can carry is a 422 naming the
+/// first such value; invalid syntax is a 400.
+pub fn check_carriable(body: &[u8]) -> Result<(), ApiError> {
+    if std::str::from_utf8(body).is_err() {
+        return Err(ApiError::BadRequest(BAD_JSON_DETAIL));
+    }
+    if nesting(body) > MAX_NESTING {
+        return Err(ApiError::Invalid(vec![body_error(
+            "",
+            "nests objects and arrays deeper than 64 levels",
+        )]));
+    }
+    match past_the_syntax(body) {
+        Err(()) => Err(ApiError::BadRequest(BAD_JSON_DETAIL)),
+        Ok(Some((pointer, detail))) => Err(ApiError::Invalid(vec![body_error(pointer, detail)])),
+        Ok(None) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod carriable_tests {
+    use super::*;
+
+    fn field(body: &str) -> Option<String> {
+        match check_carriable(body.as_bytes()) {
+            Err(ApiError::Invalid(errors)) => Some(errors[0].field.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn values_past_the_syntax_are_422_at_their_pointer() {
+        assert_eq!(field(r#"{"name": "a\ud800b"}"#).as_deref(), Some("/name"));
+        assert_eq!(field(r#"{"a": 1, "\udc00": 1}"#).as_deref(), Some(""));
+        assert_eq!(field(r#"{"q": 1e400}"#).as_deref(), Some("/q"));
+        assert_eq!(field(r#"{"x": [1, -1e400]}"#).as_deref(), Some("/x/1"));
+        let deep = format!("{{\"name\": {}{}}}", "[".repeat(65), "]".repeat(65));
+        assert_eq!(field(&deep).as_deref(), Some(""));
+        assert!(check_carriable(r#"{"ok": "\ud83d\ude00", "n": 1.5e300}"#.as_bytes()).is_ok());
+        assert!(matches!(
+            check_carriable(b"{\"name\": "),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            check_carriable(b"[1,]"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(check_carriable(b" [1, 2, {\"a\": null}] ").is_ok());
     }
 }
