@@ -108,6 +108,18 @@ def test_a_missing_toolchain_is_named_with_its_install_command(source: Path) -> 
         polyglot.build(recipe, source / "log", say=lambda _: None)
 
 
+@pytest.mark.parametrize(
+    ("printed", "missing"),
+    [("v18.20.4", True), ("v20.11.0", True), ("v20.19.0", False), ("", True)],
+)
+def test_a_toolchain_older_than_the_recipe_needs_counts_as_missing(
+    source: Path, printed: str, missing: bool
+) -> None:
+    node = Toolchain("echo", "install Node.js 20.19+", ("echo", printed), minimum=(20, 19))
+    recipe = Recipe("demo", str(source), (node,), ("manifest",), (), (), ())
+    assert polyglot.missing_toolchains(recipe) == ([node] if missing else [])
+
+
 def test_the_launcher_runs_the_build_up_recorded(source: Path, tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path / "state")
     recipe = recipe_for(source)

@@ -373,7 +373,8 @@ def doctor() -> None:
             version = polyglot.toolchain_version(chain) or ""
             if chain in lacking:
                 toolchains_missing = True
-                found = f"{version} (needs {chain.minimum_major}+)" if version else ""
+                needs = ".".join(map(str, chain.minimum))
+                found = f"{version} (needs {needs} or newer)" if version else ""
                 out.print(f"[red]missing[/red] {name:<10} {chain.program:<20} {found}")
                 out.print(f"          {chain.install}", markup=False)
             else:

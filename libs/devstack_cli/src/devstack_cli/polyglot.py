@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -42,7 +43,7 @@ class Toolchain:
     program: str  # what must be on PATH
     install: str  # how to get it, one line
     version_argv: tuple[str, ...] = ()  # prints the version (doctor shows it)
-    minimum_major: int | None = None  # first number of that version must be at least this
+    minimum: tuple[int, ...] = ()  # the version must be at least this (major, minor, ...)
 
 
 @dataclass(frozen=True)
@@ -79,13 +80,14 @@ GO = Toolchain(
     "go",
     "install Go 1.26 or newer (Debian: the official Go tarball; macOS: brew install go)",
     ("go", "version"),
+    minimum=(1, 26),
 )
 NODE = Toolchain(
     "node",
-    "install Node.js 20 or newer with npm (Debian: apt-get install nodejs npm, if it is 20+; "
-    "macOS: brew install node@20)",
+    "install Node.js 20.19 or newer with npm (the MongoDB driver needs it; Debian: apt-get install "
+    "nodejs npm, if it is that recent; macOS: brew install node@20)",
     ("node", "--version"),
-    minimum_major=20,
+    minimum=(20, 19),
 )
 NPM = Toolchain("npm", "npm comes with Node.js (Debian: apt-get install npm)", ("npm", "--version"))
 CARGO = Toolchain(
@@ -209,8 +211,7 @@ def missing_toolchains(r: Recipe) -> list[Toolchain]:
     return [
         tool
         for tool in r.toolchains
-        if shutil.which(tool.program) is None
-        or (tool.minimum_major is not None and (toolchain_major(tool) or 0) < tool.minimum_major)
+        if shutil.which(tool.program) is None or toolchain_release(tool) < tool.minimum
     ]
 
 
@@ -221,10 +222,11 @@ def toolchain_version(tool: Toolchain) -> str | None:
     return done.stdout.strip() or None
 
 
-def toolchain_major(tool: Toolchain) -> int | None:
-    version = toolchain_version(tool) or ""
-    digits = version.lstrip("v").split(".", 1)[0]
-    return int(digits) if digits.isdigit() else None
+def toolchain_release(tool: Toolchain) -> tuple[int, ...]:
+    """The leading numbers of the version a toolchain prints (`v20.20.2` -> (20, 20, 2)); empty
+    when it prints none."""
+    found = re.search(r"\d+(?:\.\d+)*", toolchain_version(tool) or "")
+    return tuple(int(part) for part in found.group().split(".")) if found else ()
 
 
 class BuildError(RuntimeError):
