@@ -1,27 +1,25 @@
-"""The rate limit, on real processes: two extra app instances (one of each app) share one budget
-per client address through the Redis Cluster; probes are never limited; the stack's own apps,
-started without a limit, never answer 429."""
+"""The rate limit, on real processes: an extra instance of every implementation, all sharing one
+budget per client address through the Redis Cluster (the same keys and algorithm in every
+language); probes are never limited; the stack's own apps, started without a limit, never answer
+429."""
 
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
+import itertools
 import random
 import re
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from devstack_cli import appenv
 from tests.conftest import StackUnderTest
 from tests.parity.compare import assert_problem, describe
-from tests.parity.implementations import PYTHON_APPS
+from tests.parity.implementations import STACK_APPS
+from tests.support import AppRole, running_implementation
 
 pytestmark = pytest.mark.integration
 
@@ -32,86 +30,21 @@ REMAINING = re.compile(r'^"default";r=([0-9]+);t=([0-9]+)$')
 LIMITED_PATH = "/examples/redis/cluster/info"  # cheap, and under /examples/**
 
 
-def tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-3000:]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextmanager
-def app_process(
-    stack: StackUnderTest, app: str, log: Path, **env: str
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m <app>` on a free port, configured as the stack's launcher would, then stopped."""
-    port = free_port()
-    state = stack.settings.state
-    # What devstack_cli/servers/api.py gives the stack's apps (without HTTPS), plus `env`.
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DEVSTACK_")}
-    environment.update(
-        DEVSTACK_VAULT_ROLE_ID_FILE=str(state.role_id_file(app)),
-        DEVSTACK_VAULT_SECRET_ID_FILE=str(state.secret_id_file(app)),
-        DEVSTACK_CA_FILE=stack.ca_file,
-        DEVSTACK_PORT_OFFSET=str(stack.port_offset),
-        DEVSTACK_API_HTTP_PORT=str(port),
-        DEVSTACK_API_HTTPS_PORT=str(free_port()),
-        **env,
-    )
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            appenv.command(stack.settings, app),
-            env=environment,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-async def wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    async with httpx.AsyncClient(timeout=2) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"{url} exited with {process.returncode}:\n{tail(log)}")
-            try:
-                if (await client.get(f"{url}/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.3)
-    pytest.fail(f"{url} did not serve within 60 s:\n{tail(log)}")
-
-
 @pytest.fixture(scope="module")
-async def limited(
-    stack: StackUnderTest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[dict[str, str]]:
-    """Both apps, one extra process each, with DEVSTACK_API_RATE_LIMIT=5 per 30 s."""
-    folder = tmp_path_factory.mktemp("rate-limited-apps")
-    env = {
-        "DEVSTACK_API_RATE_LIMIT": str(LIMIT),
-        "DEVSTACK_API_RATE_WINDOW_SECONDS": str(WINDOW),
-    }
-    logs = {app: folder / f"{app}.log" for app in PYTHON_APPS}
-    with (
-        app_process(stack, "code_first", logs["code_first"], **env) as (first, p1),
-        app_process(stack, "api_first", logs["api_first"], **env) as (second, p2),
-    ):
-        await wait_until_serving(first, p1, logs["code_first"])
-        await wait_until_serving(second, p2, logs["api_first"])
-        yield {"code_first": first, "api_first": second}
+async def limited(stack: StackUnderTest) -> AsyncIterator[dict[str, str]]:
+    """Every implementation, one extra process each, with DEVSTACK_API_RATE_LIMIT=5 per 30 s."""
+    async with contextlib.AsyncExitStack() as running:
+        urls = {}
+        for name in STACK_APPS:
+            state = stack.settings.state
+            own = AppRole(name, state.role_id_file(name), state.secret_id_file(name), "")
+            app = await running.enter_async_context(
+                running_implementation(
+                    stack, name, own, api_rate_limit=str(LIMIT), api_rate_window_seconds=str(WINDOW)
+                )
+            )
+            urls[name] = str(app.client.base_url).rstrip("/")
+        yield urls
 
 
 def client_from(address: str) -> httpx.AsyncClient:
@@ -138,34 +71,34 @@ def assert_too_many(response: httpx.Response) -> None:
     assert int(remaining.group(2)) == retry_after, "on a 429, t equals Retry-After"
 
 
-async def test_shared_budget_across_both_apps(limited: dict[str, str]) -> None:
-    first, second = limited["code_first"], limited["api_first"]
+async def test_one_budget_shared_by_every_implementation(limited: dict[str, str]) -> None:
+    urls = list(limited.values())
     a, b = (f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{i}" for i in (7, 8))  # noqa: S311
     async with client_from(a) as spender, client_from(b) as bystander:
         await fresh_window_margin()
-        # The budget of 5 is spent across both processes: 3 on one, 2 on the other.
-        for url in (first, second, first, second, first):
+        # The budget of 5 is spent across the processes, in turn.
+        for url in itertools.islice(itertools.cycle(urls), LIMIT):
             response = await spender.get(url + LIMITED_PATH)
             assert response.status_code == 200, describe(response)
-        for url in (second, first, second):
+        for url in urls:  # every implementation sees the budget spent
             assert_too_many(await spender.get(url + LIMITED_PATH))
         # Every /examples/** route counts, not only the one spent on.
-        other_route = await spender.get(second + "/examples/postgres/query")
+        other_route = await spender.get(urls[-1] + "/examples/postgres/query")
         assert_problem(other_route, 429, "/examples/postgres/query")
         # Probes, service info and metrics are never limited.
-        for url in (first, second):
+        for url in urls:
             for path in ("/health", "/", "/metrics", "/health/all", "/health/redis"):
                 response = await spender.get(url + path)
                 assert response.status_code == 200, describe(response)
         # The quota is per client address: another address still has its own.
-        response = await bystander.get(first + LIMITED_PATH)
+        response = await bystander.get(urls[0] + LIMITED_PATH)
         assert response.status_code == 200, describe(response)
 
 
 async def test_stack_apps_never_limit(stack: StackUnderTest) -> None:
     """The stack's apps run without DEVSTACK_API_RATE_LIMIT: 150 requests, no 429, no quota."""
     async with httpx.AsyncClient(timeout=30) as client:
-        for app in PYTHON_APPS:
+        for app in STACK_APPS:
             url = f"http://127.0.0.1:{stack.port(app, 'http')}{LIMITED_PATH}"
             responses = []
             for _ in range(15):
