@@ -175,8 +175,12 @@ pub async fn request_context(
             headers.insert(HeaderName::from_static("ratelimit-policy"), v);
         }
     }
+    // One line per request, with its id (never a refused inbound id: only the one answered).
+    let duration_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
     if status.is_server_error() {
-        tracing::warn!(request_id = %request_id, method = %method, path = %path, status = status.as_u16(), "request failed");
+        tracing::warn!(request_id = %request_id, method = %method, path = %path, status = status.as_u16(), duration_ms, "request failed");
+    } else {
+        tracing::info!(request_id = %request_id, method = %method, path = %path, status = status.as_u16(), duration_ms, "request");
     }
     if let Some(stack) = &stack {
         let m = &stack.metrics;
