@@ -1,9 +1,10 @@
 """The integration, contract and parity tests share one stack, started through `devstack up`.
 
 It runs in a fresh state folder and on ports moved by DEVSTACK_TEST_PORT_OFFSET (default 100),
-so it never touches a developer's stack, with the profile DEVSTACK_TEST_PROFILE (default
-`standard`). One stack serves the whole session; tests that stop or wipe a stack start their own
-(see test_lifecycle.py). When the session ends, no log file of the stack may hold a secret.
+so it never touches a developer's stack, with the profile DEVSTACK_TEST_PROFILE (default `full`:
+every implementation of the contract). One stack serves the whole session; tests that stop or
+wipe a stack start their own (see test_lifecycle.py). When the session ends, no log file of the
+stack may hold a secret.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from devstack_cli.vault import Vault, login_as
 TEST_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_PORT_OFFSET", "100"))
 # The session's stack: every implementation of the contract. A profile expression such as
 # `standard+golang` runs the tests on fewer (while one is being written).
-TEST_PROFILE = os.environ.get("DEVSTACK_TEST_PROFILE", "standard")
+TEST_PROFILE = os.environ.get("DEVSTACK_TEST_PROFILE", "full")
 
 
 TESTS = Path(__file__).resolve().parent

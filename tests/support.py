@@ -174,6 +174,7 @@ def secret_values(stack: StackUnderTest) -> list[str]:
     found: list[str] = [init["root_token"], *init.get("unseal_keys_b64", [])]
     table = service_table()
     with root_vault(stack) as vault:
+        vault.wait_until_active(timeout=60)  # a test may just have restarted it
         for service in table.services.values():
             for path in service.readable_secrets()[:2]:  # its own secret and admin secret
                 for key, value in (vault.kv_get(path) or {}).items():

@@ -63,3 +63,25 @@ def operations(spec: dict[str, Any]) -> list[tuple[str, str, str]]:
             if method in {"get", "put", "post", "delete", "patch", "head", "options"}:
                 found.append((method.upper(), path, op["operationId"]))
     return found
+
+
+# Behaviours docs/api.md gained late in this round that an implementation does not have yet.
+# Each is an open item of that implementation's issue, written down there; a test of such a
+# behaviour runs for every other implementation and names the gap it skips (see `having`).
+# Remove an entry as soon as the implementation has the behaviour.
+GAPS: dict[str, frozenset[str]] = {
+    # Go's net/http answers a request it cannot parse itself, in plain text.
+    "golang": frozenset({"parser-problem", "mongodb-fast-503"}),
+    "rust": frozenset({"consume-delivery", "request-log", "vault-health-next-check"}),
+}
+
+
+def implementations_with(behaviour: str) -> tuple[str, ...]:
+    """The implementations of the session's stack that have `behaviour` (see GAPS)."""
+    return tuple(name for name in STACK_APPS if behaviour not in GAPS.get(name, frozenset()))
+
+
+def having(clients: dict[str, Any], behaviour: str) -> dict[str, Any]:
+    """The clients of the implementations that have `behaviour` (see GAPS)."""
+    with_it = implementations_with(behaviour)
+    return {name: client for name, client in clients.items() if name in with_it}

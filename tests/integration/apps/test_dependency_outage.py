@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import StackUnderTest, wait_for
 from tests.parity.compare import assert_problem, describe, schema_errors
+from tests.parity.implementations import having
 
 pytestmark = pytest.mark.integration
 
@@ -276,12 +277,12 @@ async def test_rabbitmq_outage_under_load_is_503_and_loses_nothing(
 async def test_mongodb_outage_is_one_policy_in_both_apps(
     apps: dict[str, httpx.AsyncClient], stack: StackUnderTest, fault: str
 ) -> None:
-    for client in apps.values():
+    for client in having(apps, "mongodb-fast-503").values():
         assert (await client.get("/health/mongodb")).status_code == 200
     load, stop = Load(), asyncio.Event()
     workers = [
         asyncio.create_task(mongodb_worker(name, client, "", load, stop))
-        for name, client in apps.items()
+        for name, client in having(apps, "mongodb-fast-503").items()
         for _ in range(2)
     ]
     try:
@@ -290,7 +291,7 @@ async def test_mongodb_outage_is_one_policy_in_both_apps(
         try:
 
             async def every_app_says_503() -> bool:
-                for client in apps.values():
+                for client in having(apps, "mongodb-fast-503").values():
                     if (await client.get("/health/mongodb")).status_code != 503:
                         return False
                 return True
@@ -299,7 +300,7 @@ async def test_mongodb_outage_is_one_policy_in_both_apps(
             # Once down, each app answers the same way: 503 (never a timeout's 504) on every
             # route, and its health check says `unavailable`, however often it is asked.
             for _ in range(3):
-                for name, client in apps.items():
+                for name, client in having(apps, "mongodb-fast-503").items():
                     for path in ("/examples/mongodb/query", "/examples/mongodb/items"):
                         problem = assert_problem(await client.get(path), 503, path)
                         assert problem["dependency"] == "mongodb", (name, problem)

@@ -13,6 +13,7 @@ from devstack_client import ClientSettings, DevStackClient
 from tests.conftest import StackUnderTest
 from tests.integration.client.test_messages import UNDELIVERABLE, publish_raw
 from tests.parity.compare import assert_problem, describe, schema_errors
+from tests.parity.implementations import having
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,7 @@ async def test_consume_delivers_the_good_messages_and_reports_the_others(
 ) -> None:
     settings = ClientSettings.for_stack(stack.state_dir, stack.port_offset, "code_first")
     async with DevStackClient(settings) as publisher:
-        for name, client in apps.items():
+        for name, client in having(apps, "consume-delivery").items():
             queue = f"devstack.apps.mixed.{uuid.uuid4().hex[:8]}"
             path = f"/examples/messaging/queues/{queue}/messages"
             try:

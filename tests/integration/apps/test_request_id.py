@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import StackUnderTest
 from tests.parity.compare import UUID4, assert_problem
-from tests.parity.implementations import STACK_APPS
+from tests.parity.implementations import implementations_with
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ async def wait_for_log_line(log: Path, needle: str, timeout: float = 10) -> str:
     pytest.fail(f"{needle!r} never appeared in {log}")
 
 
-@pytest.mark.parametrize("app", STACK_APPS)
+@pytest.mark.parametrize("app", implementations_with("request-log"))
 async def test_inbound_request_id_is_echoed_and_logged(
     apps: dict[str, httpx.AsyncClient], stack: StackUnderTest, app: str
 ) -> None:
@@ -53,7 +53,7 @@ async def test_inbound_request_id_is_echoed_and_logged(
     await wait_for_log_line(app_log(stack, app), missing)
 
 
-@pytest.mark.parametrize("app", STACK_APPS)
+@pytest.mark.parametrize("app", implementations_with("request-log"))
 async def test_bad_request_id_is_replaced_and_the_replacement_logged(
     apps: dict[str, httpx.AsyncClient], stack: StackUnderTest, app: str
 ) -> None:

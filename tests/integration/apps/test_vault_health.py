@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import StackUnderTest, wait_for
 from tests.parity.compare import describe, schema_errors
+from tests.parity.implementations import having
 
 pytestmark = pytest.mark.integration
 
@@ -18,13 +19,13 @@ pytestmark = pytest.mark.integration
 async def test_vault_down_is_reported_by_the_next_health_check(
     apps: dict[str, httpx.AsyncClient], stack: StackUnderTest
 ) -> None:
-    for client in apps.values():
+    for client in having(apps, "vault-health-next-check").values():
         response = await client.get("/health/all")
         assert response.status_code == 200, describe(response)
     stopped = await asyncio.to_thread(stack.cli, "stop", "vault")
     assert stopped.returncode == 0, stopped.stderr
     try:
-        for name, client in apps.items():
+        for name, client in having(apps, "vault-health-next-check").items():
             response = await client.get("/health/all")  # the first one after the stop
             assert response.status_code == 503, (name, describe(response))
             assert int(response.headers["retry-after"]) >= 1
@@ -43,7 +44,7 @@ async def test_vault_down_is_reported_by_the_next_health_check(
         assert started.returncode == 0, started.stderr
 
     async def healthy_again() -> bool:
-        for client in apps.values():
+        for client in having(apps, "vault-health-next-check").values():
             if (await client.get("/health/all")).status_code != 200:
                 return False
         return True
