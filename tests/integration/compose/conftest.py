@@ -22,14 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devstack_cli import compose
 from tests.conftest import StackUnderTest, new_state_dir
-from tests.parity.conftest import clients  # noqa: F401 (the parity suite's fixture, reused)
+from tests.parity.implementations import base_urls
 
 COMPOSE_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_COMPOSE_PORT_OFFSET", "1400"))
 # Implementations of the contract that the image does not carry yet (docs/compose.md).
@@ -47,6 +48,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         missing = sorted(values & NOT_IN_IMAGE)
         if missing:
             item.add_marker(pytest.mark.skip(reason=f"{missing[0]} is not in the compose image"))
+
+
+@pytest.fixture(scope="module")
+async def clients(stack: StackUnderTest) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """The parity suite's clients (tests/parity/conftest.py), for the implementations the image
+    carries: a test comparing every implementation compares those."""
+    opened = {
+        name: httpx.AsyncClient(base_url=url, timeout=30.0)
+        for name, url in base_urls(stack).items()
+        if name not in NOT_IN_IMAGE
+    }
+    try:
+        yield opened
+    finally:
+        for client in opened.values():
+            await client.aclose()
 
 
 class ComposeStack(StackUnderTest):
