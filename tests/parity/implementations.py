@@ -70,9 +70,12 @@ def operations(spec: dict[str, Any]) -> list[tuple[str, str, str]]:
 # behaviour runs for every other implementation and names the gap it skips (see `having`).
 # Remove an entry as soon as the implementation has the behaviour.
 GAPS: dict[str, frozenset[str]] = {
-    # Go's net/http answers a request it cannot parse itself, in plain text.
+    # Go's net/http and actix-web answer a request they cannot parse themselves, without a
+    # problem document.
     "golang": frozenset({"parser-problem", "mongodb-fast-503"}),
-    "rust": frozenset({"consume-delivery", "request-log", "vault-health-next-check"}),
+    "rust": frozenset(
+        {"parser-problem", "consume-delivery", "request-log", "vault-health-next-check"}
+    ),
 }
 
 
