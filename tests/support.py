@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -162,6 +163,7 @@ async def running_implementation(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+        shutil.rmtree(log_file.parent, ignore_errors=True)
 
 
 VAULT_TOKEN = re.compile(r"\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9_\-]{20,}")
