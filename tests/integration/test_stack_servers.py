@@ -17,16 +17,17 @@ from cryptography import x509
 from pymongo import AsyncMongoClient
 from redis.crc import key_slot
 
-from tests.conftest import StackUnderTest
+from tests.conftest import TEST_PROFILE, StackUnderTest
+from tests.parity.implementations import STACK_APPS
 
 SERVERS = ["vault", "postgres", "pgbouncer", "redis", "mysql", "mongodb", "rabbitmq"]
-APIS = ["code_first", "api_first"]  # the standard profile starts them after the servers
+APIS = list(STACK_APPS)  # the test profile's APIs, started after the servers
 
 
 def test_status_reports_every_service_healthy(stack: StackUnderTest) -> None:
     report = stack.status()
     assert report["running"] is True
-    assert report["profile"] == "standard"
+    assert report["profile"] == TEST_PROFILE
     assert sorted(report["services"]) == sorted(SERVERS + APIS)
     for name, service in report["services"].items():
         assert service["state"] == "healthy", (name, service["reason"])

@@ -34,7 +34,13 @@ from tests.parity.compare import (
     media_type,
     schema_errors,
 )
-from tests.parity.implementations import IMPLEMENTATIONS, STACK_APPS, load_spec, operations
+from tests.parity.implementations import (
+    IMPLEMENTATIONS,
+    STACK_APPS,
+    having,
+    load_spec,
+    operations,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +67,7 @@ class Call:
     schema: str | None = None  # the contract schema the body must match (errors: Problem)
     instance: str | None = None  # the problem's expected `instance`, when the path is plain
     error_field: tuple[str, str] | None = None  # a 422 must name this (location, field)
+    gap: str | None = None  # a behaviour some implementations lack yet (implementations.GAPS)
 
 
 async def send(client: httpx.AsyncClient, call: Call) -> httpx.Response:
@@ -113,7 +120,14 @@ def static_calls() -> list[Call]:
     calls = [
         Call("service-info", "GET", "/", 200, schema="ServiceInfo"),
         Call("liveness", "GET", "/health", 200, schema="Liveness"),
-        Call("health-all", "GET", "/health/all", 200, schema="HealthReport"),
+        Call(
+            "health-all",
+            "GET",
+            "/health/all",
+            200,
+            schema="HealthReport",
+            gap="redis-health-after-restart",
+        ),
         Call("health-unknown", "GET", "/health/nope", 404, instance="/health/nope"),
         Call("health-case", "GET", "/health/Postgres", 404, instance="/health/Postgres"),
         Call("route-unknown", "GET", "/nope", 404, instance="/nope"),
@@ -237,6 +251,8 @@ STATIC_CALLS = static_calls()
 
 @pytest.mark.parametrize("call", STATIC_CALLS, ids=[c.id for c in STATIC_CALLS])
 async def test_same_answer(clients: dict[str, httpx.AsyncClient], call: Call) -> None:
+    if call.gap is not None:
+        clients = having(clients, call.gap)
     responses = await ask_all(clients, call)
     for response in responses.values():
         assert_request_id(response)
