@@ -1,5 +1,6 @@
-"""Fixtures for the feature proofs every implementation of the stack must pass (the two FastAPI
-apps and the polyglot ones), on the session's shared stack."""
+"""Fixtures for the integration tests: `apps`, one plain-HTTP client per implementation of the
+session's stack (the two FastAPI apps and the polyglot ones), for the feature proofs every
+implementation must pass (tests/integration/apps, tests/integration/implementations)."""
 
 from __future__ import annotations
 

@@ -43,9 +43,9 @@ async def use_data_routes(name: str, client: httpx.AsyncClient) -> None:
 
 
 async def test_vault_down_then_back(
-    implementations: dict[str, httpx.AsyncClient], stack: StackUnderTest
+    apps: dict[str, httpx.AsyncClient], stack: StackUnderTest
 ) -> None:
-    implementations = having(implementations, "vault-health-next-check")
+    implementations = having(apps, "vault-health-next-check")
     for name, client in implementations.items():
         assert (await client.get("/health/all")).status_code == 200, name
         await use_data_routes(name, client)
