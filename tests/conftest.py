@@ -77,6 +77,7 @@ def new_state_dir(name: str) -> Path:
 class StackUnderTest:
     state_dir: Path
     port_offset: int
+    profile: str = TEST_PROFILE  # what `up` was given
 
     @property
     def settings(self) -> Settings:

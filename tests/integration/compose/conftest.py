@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,6 +34,7 @@ from tests.conftest import StackUnderTest, new_state_dir
 from tests.parity.implementations import base_urls
 
 COMPOSE_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_COMPOSE_PORT_OFFSET", "1400"))
+COMPOSE_PROFILE = "standard"  # the profile the image carries (docs/compose.md)
 # Implementations of the contract that the image does not carry yet (docs/compose.md).
 NOT_IN_IMAGE = set(compose.PROFILE_SERVICES)
 HERE = Path(__file__).resolve().parent
@@ -73,7 +75,7 @@ class ComposeStack(StackUnderTest):
         engine = compose.find_engine()
         return engine.run(*args, timeout=120)
 
-    def containers(self) -> list[dict[str, object]]:
+    def containers(self) -> list[dict[str, Any]]:
         return compose.containers(compose.find_engine(), self.settings)
 
     def root_token(self) -> str:
@@ -81,7 +83,7 @@ class ComposeStack(StackUnderTest):
         bootstrap = next(
             c
             for c in self.containers()
-            if c["Config"]["Labels"]["com.docker.compose.service"] == "vault-bootstrap"  # type: ignore[index]
+            if c["Config"]["Labels"]["com.docker.compose.service"] == "vault-bootstrap"
         )
         with tempfile.TemporaryDirectory() as tmp:
             self.docker("cp", f"{bootstrap['Id']}:/state/vault/init.json", tmp)
@@ -130,18 +132,20 @@ def obtain_engine() -> bool:
 def compose_stack() -> Iterator[ComposeStack]:
     running = os.environ.get("DEVSTACK_TEST_COMPOSE_STATE_DIR")
     if running:  # a compose stack already up (while developing): used, not started or reset
-        yield ComposeStack(Path(running), COMPOSE_PORT_OFFSET)
+        yield ComposeStack(Path(running), COMPOSE_PORT_OFFSET, COMPOSE_PROFILE)
         return
     started_engine = obtain_engine()
     before = compose.network_state()
-    under_test = ComposeStack(new_state_dir("compose"), COMPOSE_PORT_OFFSET)
+    under_test = ComposeStack(new_state_dir("compose"), COMPOSE_PORT_OFFSET, COMPOSE_PROFILE)
     try:
         started = time.monotonic()
         built = devstack(under_test, "compose", "build", timeout=3600)
         assert built.returncode == 0, f"devstack compose build:\n{built.stdout}\n{built.stderr}"
         FIGURES.append(f"image build {time.monotonic() - started:.0f} s")
         started = time.monotonic()
-        up = devstack(under_test, "up", "--engine", "compose", timeout=1200)
+        up = devstack(
+            under_test, "up", "--engine", "compose", "--profile", COMPOSE_PROFILE, timeout=1200
+        )
         assert up.returncode == 0, f"devstack up --engine compose:\n{up.stdout}\n{up.stderr}"
         FIGURES.append(f"cold up healthy in {time.monotonic() - started:.0f} s")
         yield under_test

@@ -839,7 +839,14 @@ def up(settings: Settings, profile: str, say: Say, timeout: float) -> tuple[bool
         raise ComposeError(
             f"the native stack of {settings.state.root} is running: `devstack down` first"
         )
-    running = [c for c in containers(engine, settings) if c["State"]["Status"] == "running"]
+    found = containers(engine, settings)
+    running = [c for c in found if c["State"]["Status"] == "running"]
+    stopped = [c["Id"] for c in found if c["State"]["Status"] != "running"]
+    if stopped:
+        # Left by an earlier run that was stopped or cut short (an engine killed under it marks
+        # every container exited 255): removed, so that what is reported below is this run's.
+        # Their volumes, and so the stack's data, stay.
+        engine.run("rm", "--force", *stopped, timeout=120)
     if not running:
         taken = taken_ports(settings, profile)
         if taken:
