@@ -3,9 +3,10 @@
 - Swagger UI at `/docs` and ReDoc at `/redoc`, their assets served by the app (fastapi-offline).
 - Lifespan: `configure_logging`, one `DevStackClient(ClientSettings())` on `app.state.stack`
   (closed on shutdown), and a Redis-backed rate limiter when `rate_limit` is set.
-- Middleware, outermost first: request id, metrics by route template, CORS (when origins are
-  configured), the guard (rate limit on `/examples/**`, then body size 413, media type 415,
-  JSON syntax 400), HEAD answered as GET without the body, a last-resort 500 problem.
+- Middleware, outermost first: the edge (request id, metrics by route template and the one
+  access line per request, `edge.py`), CORS (when origins are configured), the guard (rate
+  limit on `/examples/**`, then body size 413, media type 415, JSON syntax 400), HEAD answered
+  as GET without the body, a last-resort 500 problem.
 - Handlers: the library's exceptions and validation errors as problem documents (`handlers`).
 - The OpenAPI document: every operation takes the optional `X-Request-ID` header and declares it
   on every response; problem responses are `application/problem+json`; FastAPI's own 422
@@ -29,11 +30,10 @@ from devstack_client import (
     ClientSettings,
     DevStackClient,
     Metrics,
-    MetricsMiddleware,
     RedisRateLimiter,
-    RequestIdMiddleware,
     configure_logging,
 )
+from devstack_web.edge import EdgeMiddleware
 from devstack_web.handlers import install_handlers
 from devstack_web.middleware import CatchAllMiddleware, GuardMiddleware, HeadMiddleware
 from devstack_web.problems import PROBLEM_SCHEMA_REF, problem_schemas
@@ -167,8 +167,7 @@ def create_app(
             ],
             max_age=600,
         )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(EdgeMiddleware, metrics=metrics)
 
     generate = app.openapi
 

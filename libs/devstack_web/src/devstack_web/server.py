@@ -3,9 +3,13 @@
 Two `uvicorn.Server`s share the loop; neither runs the lifespan (`lifespan="off"`): `serve` runs
 it once around both, so there is one DevStackClient, one set of metrics and one rate-limit
 budget whichever port a request comes in on. SIGINT/SIGTERM stop both servers, then the
-lifespan closes the client. Without TLS files, only HTTP is served (logged). A request the HTTP
-parser refuses is answered with a 400 problem document (`ProblemH11Protocol`), not uvicorn's
-plain text.
+lifespan closes the client. Without TLS files, only HTTP is served (logged).
+
+The server settings (issue 15, measured in docs/performance.md): the event loop is uvloop's,
+the HTTP/1.1 parser httptools (`ProblemHttpToolsProtocol`), and uvicorn writes no access line:
+`EdgeMiddleware` logs each request once, with its request id, status and duration. A request the
+parser refuses is answered with a 400 problem document, not uvicorn's plain text; a header
+block (request line included) over `MAX_HEAD_BYTES` is refused the same way, as h11 did.
 """
 
 from __future__ import annotations
@@ -15,48 +19,79 @@ import contextlib
 import json
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
 
-import h11
 import structlog
 import uvicorn
+import uvloop
 from fastapi import FastAPI
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from devstack_client import configure_logging, uvicorn_log_config
 from devstack_web.problems import PROBLEM_MEDIA_TYPE, problem_body
 from devstack_web.settings import WebSettings
 
 PARSE_ERROR_DETAIL = "The request is not valid HTTP/1.1."
+# h11's default limit on an incomplete event (the request line and headers), which uvicorn
+# applied before httptools; httptools itself has none.
+MAX_HEAD_BYTES = 16 * 1024
 
 log = structlog.get_logger("devstack_web")
 
+T = TypeVar("T")
 
-class ProblemH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse (a malformed request
-    line or header, a header block over the size limit) with a problem document instead of
+
+class HeadTooLarge(Exception):
+    """Raised from a parser callback: httptools turns it into HttpParserCallbackError."""
+
+
+class ProblemHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, answering a request it cannot parse (a malformed request
+    line or header, a header block over `MAX_HEAD_BYTES`) with a problem document instead of
     uvicorn's plain-text "Invalid HTTP request received."; the connection is then closed."""
 
+    _head_bytes = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn decides per connection from the logger's handlers, which configure_logging
+        # (run again by the lifespan) gives back to it: `access_log=False` alone does not hold.
+        self.access_log = False
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise HeadTooLarge
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
     def send_400_response(self, msg: str) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            self.transport.close()  # a response is under way on this connection: just close
+            return
         request_id = str(uuid.uuid4())
         body = json.dumps(
             problem_body(400, PARSE_ERROR_DETAIL, "/", request_id), separators=(",", ":")
         ).encode()
-        headers = [
-            (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-request-id", request_id.encode()),
-            (b"connection", b"close"),
-        ]
-        try:
-            for event in (
-                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
-                h11.Data(data=body),
-                h11.EndOfMessage(),
-            ):
-                self.transport.write(self.conn.send(event) or b"")
-        except h11.LocalProtocolError:  # a response was already under way: just close
-            pass
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\n"
+            b"content-type: " + PROBLEM_MEDIA_TYPE.encode() + b"\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"x-request-id: " + request_id.encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + body
+        )
         self.transport.close()
 
 
@@ -78,8 +113,12 @@ def _configs(app: FastAPI, settings: WebSettings) -> list[uvicorn.Config]:
         "log_level": settings.log_level.lower(),
         "proxy_headers": False,  # the client address is the rate limit's key: never from headers
         "server_header": False,
-        "access_log": True,
-        "http": ProblemH11Protocol,
+        # EdgeMiddleware writes the one access line per request (with the request id).
+        "access_log": False,
+        "http": ProblemHttpToolsProtocol,
+        # serve() runs the servers on uvloop itself (run() below); uvicorn only sets a policy
+        # when it runs its own loop, which it does not here.
+        "loop": "none",
     }
     configs = [uvicorn.Config(app, port=http_port, **common)]  # type: ignore[arg-type]
     if settings.tls_enabled:
@@ -100,8 +139,15 @@ def _configs(app: FastAPI, settings: WebSettings) -> list[uvicorn.Config]:
 async def serve_async(app: FastAPI, settings: WebSettings | None = None) -> None:
     settings = settings or getattr(app.state, "web_settings", None) or WebSettings()
     configure_logging(settings.log_level)
-    servers = [_Server(config) for config in _configs(app, settings)]
+    configs = _configs(app, settings)
+    servers = [_Server(config) for config in configs]
     loop = asyncio.get_running_loop()
+    log.info(
+        "serving",
+        ports=[config.port for config in configs],
+        loop=type(loop).__module__.split(".")[0],
+        http=configs[0].http.__name__ if isinstance(configs[0].http, type) else configs[0].http,
+    )
 
     def stop() -> None:
         for server in servers:
@@ -129,6 +175,13 @@ async def serve_async(app: FastAPI, settings: WebSettings | None = None) -> None
                 loop.remove_signal_handler(sig)
 
 
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)` on a uvloop event loop (Python 3.11's asyncio.run takes no
+    loop factory; asyncio.Runner does)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 def serve(app: FastAPI, settings: WebSettings | None = None) -> None:
     """Run `app` over HTTP (and HTTPS when TLS files are set) until SIGINT or SIGTERM."""
-    asyncio.run(serve_async(app, settings))
+    run(serve_async(app, settings))

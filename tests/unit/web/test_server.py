@@ -1,0 +1,154 @@
+"""The apps' server, run for real on a free port: uvloop's event loop, httptools' parser (with the
+parse-error problem documents and the header-block limit), no uvicorn access line and exactly one
+of our own per request, with the request id (issue 15)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+
+from devstack_client import Metrics, configure_logging
+from devstack_client.redaction import redactor
+from devstack_web import WebSettings, contract_router, create_app
+from devstack_web.edge import _log_access
+from devstack_web.server import MAX_HEAD_BYTES, ProblemHttpToolsProtocol, _configs, run
+
+router = contract_router()
+
+
+@router.get("/examples/loop")
+async def loop_kind() -> dict[str, str]:
+    return {"loop": type(asyncio.get_running_loop()).__module__}
+
+
+class FakeClient:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_both_listeners_use_httptools_and_no_uvicorn_access_log(tmp_path: Path) -> None:
+    for name in ("cert.pem", "key.pem"):
+        (tmp_path / name).write_text("x")
+    settings = WebSettings(tls_cert_file=tmp_path / "cert.pem", tls_key_file=tmp_path / "key.pem")
+    app = create_app("code_first", [router], settings=settings)
+    configs = _configs(app, settings)
+    assert len(configs) == 2
+    for config in configs:
+        assert config.http is ProblemHttpToolsProtocol
+        assert config.access_log is False
+        assert config.lifespan == "off"
+
+
+async def exchange(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+def test_served_on_uvloop_and_httptools_with_one_access_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only the app's own handler on the root logger, as in the app (pytest's capture handler
+    # would send the access line through logging's slower path instead).
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    port = free_port()
+    settings = WebSettings(http_port=port)
+    app = create_app("code_first", [router], settings=settings, client_factory=FakeClient)
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        from devstack_web import serve_async
+
+        server = asyncio.create_task(serve_async(app, settings))
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(100):
+                try:
+                    answer = await client.get("/examples/loop", headers={"X-Request-ID": "t-1"})
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+            seen["loop"] = answer.json()["loop"]
+            seen["id"] = answer.headers["x-request-id"]
+        seen["garbage"] = await exchange(port, b"GARBAGE\r\n\r\n")
+        big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n"
+        seen["big"] = await exchange(port, big)
+        os.kill(os.getpid(), signal.SIGTERM)  # serve_async's own handler stops both servers
+        await asyncio.wait_for(server, 10)
+
+    run(main())
+    assert seen["loop"] == "uvloop", seen
+    assert seen["id"] == "t-1"
+    for raw in (seen["garbage"], seen["big"]):
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), raw[:200]
+        assert b"content-type: application/problem+json" in head.lower()
+        assert json.loads(body)["detail"] == "The request is not valid HTTP/1.1."
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    serving = [line for line in lines if line.get("event") == "serving"]
+    assert serving and serving[0]["loop"] == "uvloop"
+    assert serving[0]["http"] == "ProblemHttpToolsProtocol"
+    access = [line for line in lines if line.get("logger") == "devstack_web.access"]
+    assert len(access) == 1, access  # the parse errors never reached the app
+    assert access[0]["request_id"] == "t-1"
+    assert access[0]["path"] == "/examples/loop" and access[0]["status"] == 200
+    assert access[0]["method"] == "GET" and access[0]["duration_ms"] >= 0
+    assert not [line for line in lines if line.get("logger") == "uvicorn.access"]
+
+
+def test_the_fast_access_line_is_the_line_logging_would_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The access line rendered by edge.py has the fields, order and redaction of the same line
+    through structlog and logging (used when another handler is on the root logger)."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    redactor.add("s3cr3t-value-for-the-test")
+    scope: dict[str, Any] = {
+        "path": "/examples/cache/s3cr3t-value-for-the-test",
+        "query_string": b"dsn=postgres://u:pw@h/db",
+        "client": ("127.0.0.1", 5000),
+        "http_version": "1.1",
+    }
+    lines = []
+    for extra_handler in (False, True):
+        stream = io.StringIO()
+        configure_logging("INFO", stream=stream)
+        if extra_handler:
+            logging.getLogger().addHandler(logging.NullHandler())
+        with structlog.contextvars.bound_contextvars(request_id="hvs.AAAAAAAAAAAAAAAAAAAAAAAA"):
+            _log_access(scope, "GET", 404, 0.0125)
+        lines.append(json.loads(stream.getvalue()))
+    fast, slow = lines
+    assert list(fast) == list(slow)
+    fast.pop("timestamp"), slow.pop("timestamp")
+    assert fast == slow
+    assert fast["path"] == "/examples/cache/********"
+    assert fast["query"] == "dsn=postgres://***@h/db"
+    assert fast["request_id"] == "[REDACTED TOKEN]"
