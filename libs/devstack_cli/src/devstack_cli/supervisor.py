@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ from devstack_cli import lifeline
 from devstack_cli.settings import write_private
 
 if TYPE_CHECKING:
+    import httpx
+
     from devstack_cli.plan import Plan, Probe, ProcessSpec
 
 PROBE_INTERVAL_STARTING = 0.25
@@ -98,6 +101,35 @@ async def tcp_answers(port: int, send_hex: str) -> bool:
             await writer.wait_closed()
 
 
+_probe_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def probe_client() -> httpx.AsyncClient:
+    """The HTTP probes' one client (per event loop): building an httpx client builds its TLS
+    context (the CA store loaded), which every probe every 5 s did, most of the idle
+    supervisor's CPU (issue 15). No connection is kept between probes: each probe connects
+    anew, so it sees what a new client would (a server that no longer accepts is caught, and
+    no probe races a server's keep-alive timeout)."""
+    loop = asyncio.get_running_loop()
+    client = _probe_clients.get(loop)
+    if client is None:
+        import httpx  # here: the CLI's light paths import this module without an HTTP library
+
+        client = httpx.AsyncClient(
+            timeout=PROBE_TIMEOUT, limits=httpx.Limits(max_keepalive_connections=0)
+        )
+        _probe_clients[loop] = client
+    return client
+
+
+async def close_probe_client() -> None:
+    client = _probe_clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
+
+
 async def run_probe(probe: Probe) -> str | None:
     """None when the probe passes, else a short reason."""
     try:
@@ -107,10 +139,7 @@ async def run_probe(probe: Probe) -> str | None:
                     return f"port {port} closed without answering"
             return None
         if probe.http:
-            import httpx
-
-            async with httpx.AsyncClient(timeout=PROBE_TIMEOUT) as client:
-                response = await client.get(probe.http)
+            response = await probe_client().get(probe.http)
             return None if response.status_code == 200 else f"HTTP {response.status_code}"
         proc = await asyncio.create_subprocess_exec(
             *probe.exec, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
@@ -357,6 +386,7 @@ class Supervisor:
             self.start_process(name)
         await self.shutting_down.wait()
         await self.stop_all()
+        await close_probe_client()
         server.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
