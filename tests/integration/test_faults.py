@@ -6,7 +6,9 @@ runs. Each test ends with the whole stack healthy again."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from devstack_cli.engine import render_plan
 from devstack_cli.settings import Settings
 from devstack_cli.stack import stack as service_table
 from tests.conftest import TEST_PORT_OFFSET, StackUnderTest
+from tests.support import free_port
 
 PLAN = render_plan(Settings(state_dir=Path("/nonexistent"), port_offset=0), "standard")
 LONG_RUNNING = [p.name for p in PLAN.processes if not p.one_shot]
@@ -60,20 +63,7 @@ def test_the_table_gives_every_long_running_process() -> None:
     assert {"vault", "postgres", "rabbitmq", "rabbitmq-epmd", "redis-3"} <= set(LONG_RUNNING)
 
 
-# Killing epmd is a known defect, not yet fixed (issue 9): RabbitMQ's epmd monitor may start an
-# `epmd -daemon` of its own on the same port before the supervisor replaces the one it runs, so
-# the supervised epmd cannot bind again (it exits 0 and is restarted for good) and the daemon is
-# left behind. Skipped, named, rather than left to break every test after it.
-EPMD_DEFECT = "killing epmd: RabbitMQ starts a daemon epmd on its port first (defect, issue 9)"
-KILLED = [
-    pytest.param(name, marks=pytest.mark.skip(reason=EPMD_DEFECT))
-    if name == "rabbitmq-epmd"
-    else name
-    for name in LONG_RUNNING
-]
-
-
-@pytest.mark.parametrize("name", KILLED)
+@pytest.mark.parametrize("name", LONG_RUNNING)
 def test_killing_the_real_process_replaces_it_and_orphans_nothing(
     stack: StackUnderTest, name: str
 ) -> None:
@@ -100,9 +90,45 @@ def test_killing_the_real_process_replaces_it_and_orphans_nothing(
 
     wait_until(replaced, f"{name} to be replaced by a healthy process")
     assert processes(stack)[name]["restarts"] == before["restarts"] + 1
+    if name == "rabbitmq-epmd":
+        # The broker must not have started an epmd of its own on the port meanwhile (it would
+        # outlive the stack, and the supervised one could never bind again).
+        port = stack.port("rabbitmq", "epmd")
+        listeners = {
+            c.pid
+            for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }
+        assert listeners == {processes(stack)[name]["pid"]}, listeners
     left = [p for p, started in family if alive(p, started)]
     assert left == [], f"killing {name} ({pid}) left its processes {left} running"
     wait_until(lambda: all_healthy(stack), "the whole stack to be healthy again")
+
+
+def test_the_broker_s_epmd_monitor_cannot_start_an_epmd_of_its_own(
+    stack: StackUnderTest, tmp_path: Path
+) -> None:
+    """When the supervised epmd dies, RabbitMQ's epmd monitor runs `erl ... -s erlang halt`,
+    which starts a daemon epmd unless told not to: the race the kill test above can lose. Here
+    that `erl`, run with the broker's own environment, is pointed at a free port: no epmd may
+    appear there."""
+    broker = psutil.Process(processes(stack)["rabbitmq"]["pid"])
+    port = free_port()
+    env = {**broker.environ(), "ERL_EPMD_PORT": str(port), "HOME": str(tmp_path)}
+    erl = shutil.which("erl")
+    assert erl is not None
+    starter = [erl, "-boot", "no_dot_erlang", "-sname", "epmd-starter-test", "-noinput"]
+    subprocess.run([*starter, "-s", "erlang", "halt"], env=env, capture_output=True, timeout=120)
+    started = sorted(
+        {
+            c.pid
+            for c in psutil.net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid
+        }
+    )
+    for pid in started:  # not left behind, whatever the outcome
+        os.kill(pid, signal.SIGKILL)
+    assert started == [], f"an epmd ({started}) was started on port {port}"
 
 
 def _session(pid: int) -> int | None:

@@ -113,6 +113,12 @@ log.file = false
         "RABBITMQ_LOGS": "-",
         "ERL_EPMD_ADDRESS": "127.0.0.1",
         "ERL_EPMD_PORT": str(ctx.port("epmd")),
+        # epmd is the supervisor's (rabbitmq-epmd). Without this, when that epmd dies, the
+        # broker's epmd monitor runs an `erl` that starts a daemon epmd on the same port before
+        # the supervisor can replace its own: the daemon outlives the stack, and the supervised
+        # epmd can never bind again. The environment reaches that `erl` too; the broker
+        # re-registers with the replaced epmd on its own.
+        "ERL_FLAGS": "-start_epmd false",
         "RABBITMQ_DIST_PORT": str(ctx.port("dist")),
         # No wrapper shell stays around: with RABBITMQ_ALLOW_INPUT set, Debian's rabbitmq-server
         # script `exec`s erl, which `exec`s erlexec, which `exec`s beam.smp, so the process the
