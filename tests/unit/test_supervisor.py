@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import psutil
@@ -38,9 +40,25 @@ async def wait_for(sup: Supervisor, name: str, state: str, timeout: float = 10) 
 
 
 @pytest.fixture
-def tmp() -> Path:
+def tmp() -> Iterator[Path]:
     # Unix socket paths are short: keep the folder near the root.
-    return Path(tempfile.mkdtemp(prefix="sv-"))
+    folder = Path(tempfile.mkdtemp(prefix="sv-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@asynccontextmanager
+async def supervising(plan: Plan, sock: Path) -> AsyncIterator[Supervisor]:
+    """A supervisor serving `plan`, shut down (its processes stopped) however the test ends."""
+    sup = Supervisor(plan, sock)
+    serving = asyncio.create_task(sup.serve())
+    try:
+        yield sup
+    finally:
+        sup.shutting_down.set()
+        await serving
 
 
 async def test_dependencies_probes_and_shutdown(tmp: Path) -> None:
@@ -59,16 +77,14 @@ async def test_dependencies_probes_and_shutdown(tmp: Path) -> None:
             spec(tmp, "b", "exec sleep 60", depends_on={"setup": "completed"}),
         ),
     )
-    sup = Supervisor(plan, tmp / "s.sock")
-    serving = asyncio.create_task(sup.serve())
-    await wait_for(sup, "b", "healthy")
-    assert marker.exists() and sup.procs["setup"].state == "completed"
-    assert "setup-ran" in (tmp / "setup.log").read_text()
-    status = await asyncio.to_thread(supervisor.request, tmp / "s.sock", {"cmd": "status"})
-    assert [p["state"] for p in status["processes"]] == ["healthy", "completed", "healthy"]
-    pids = [sup.procs[n].pid for n in ("a", "b")]
-    sup.shutting_down.set()
-    await serving
+    async with supervising(plan, tmp / "s.sock") as sup:
+        await wait_for(sup, "b", "healthy")
+        assert marker.exists()
+        assert sup.procs["setup"].state == "completed"
+        assert "setup-ran" in (tmp / "setup.log").read_text()
+        status = await asyncio.to_thread(supervisor.request, tmp / "s.sock", {"cmd": "status"})
+        assert [p["state"] for p in status["processes"]] == ["healthy", "completed", "healthy"]
+        pids = [sup.procs[n].pid for n in ("a", "b")]
     for pid in pids:
         assert pid is not None
         with pytest.raises(ProcessLookupError):
@@ -84,14 +100,12 @@ async def test_a_failing_one_shot_blocks_its_dependents(tmp: Path) -> None:
             spec(tmp, "b", "exec sleep 60", depends_on={"setup": "completed"}),
         ),
     )
-    sup = Supervisor(plan, tmp / "s.sock")
-    serving = asyncio.create_task(sup.serve())
-    await wait_for(sup, "setup", "failed")
-    assert sup.procs["setup"].exit_code == 3
-    assert sup.procs["b"].state == "pending" and "waiting for setup" in sup.procs["b"].reason
-    assert "broken" in (tmp / "setup.log").read_text()
-    sup.shutting_down.set()
-    await serving
+    async with supervising(plan, tmp / "s.sock") as sup:
+        await wait_for(sup, "setup", "failed")
+        assert sup.procs["setup"].exit_code == 3
+        assert sup.procs["b"].state == "pending"
+        assert "waiting for setup" in sup.procs["b"].reason
+        assert "broken" in (tmp / "setup.log").read_text()
 
 
 async def test_a_crashed_server_is_restarted(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,38 +113,31 @@ async def test_a_crashed_server_is_restarted(tmp: Path, monkeypatch: pytest.Monk
     plan = Plan(
         profile="t", processes=(spec(tmp, "flaky", f"echo x >> {counter}; sleep 0.2; exit 1"),)
     )
-    sup = Supervisor(plan, tmp / "s.sock")
-    serving = asyncio.create_task(sup.serve())
-    async with asyncio.timeout(10):
-        while not counter.exists() or len(counter.read_text().split()) < 2:
-            await asyncio.sleep(0.05)
-    assert sup.procs["flaky"].restarts >= 1
-    sup.shutting_down.set()
-    await serving
+    async with supervising(plan, tmp / "s.sock") as sup:
+        async with asyncio.timeout(10):
+            while not counter.exists() or len(counter.read_text().split()) < 2:
+                await asyncio.sleep(0.05)
+        assert sup.procs["flaky"].restarts >= 1
 
 
 async def test_stop_and_start_one_process(tmp: Path) -> None:
     plan = Plan(profile="t", processes=(spec(tmp, "a", "exec sleep 60"),))
-    sup = Supervisor(plan, tmp / "s.sock")
-    serving = asyncio.create_task(sup.serve())
-    await wait_for(sup, "a", "healthy")
-    first = sup.procs["a"].pid
     sock = tmp / "s.sock"
-    await asyncio.to_thread(supervisor.request, sock, {"cmd": "stop", "name": "a"})
-    assert sup.procs["a"].state == "stopped"
-    await asyncio.to_thread(supervisor.request, sock, {"cmd": "start", "name": "a"})
-    await wait_for(sup, "a", "healthy")
-    assert sup.procs["a"].pid != first
-    with pytest.raises(RuntimeError, match="unknown process 'zz'"):
-        await asyncio.to_thread(supervisor.request, sock, {"cmd": "stop", "name": "zz"})
-    sup.shutting_down.set()
-    await serving
+    async with supervising(plan, sock) as sup:
+        await wait_for(sup, "a", "healthy")
+        first = sup.procs["a"].pid
+        await asyncio.to_thread(supervisor.request, sock, {"cmd": "stop", "name": "a"})
+        assert sup.procs["a"].state == "stopped"
+        await asyncio.to_thread(supervisor.request, sock, {"cmd": "start", "name": "a"})
+        await wait_for(sup, "a", "healthy")
+        assert sup.procs["a"].pid != first
+        with pytest.raises(RuntimeError, match="unknown process 'zz'"):
+            await asyncio.to_thread(supervisor.request, sock, {"cmd": "stop", "name": "zz"})
 
 
 def test_the_client_says_when_nothing_runs(tmp: Path) -> None:
     with pytest.raises(supervisor.SupervisorUnavailable, match="not running"):
         supervisor.request(tmp / "absent.sock", {"cmd": "status"})
-    assert sys.executable  # the supervisor runs under the same interpreter as the CLI
 
 
 # -- nothing outlives the supervisor, nothing that is not ours is signalled (issue 9: 1-3) --
@@ -271,16 +278,14 @@ async def test_a_one_shot_after_a_start_runs_again_when_that_process_restarts(tm
             ),
         ),
     )
-    sup = Supervisor(plan, tmp / "s.sock")
-    serving = asyncio.create_task(sup.serve())
-    await wait_for(sup, "unseal", "completed")
-    first = sup.procs["server"].pid
-    assert first is not None
-    os.kill(first, 9)
-    async with asyncio.timeout(10):
-        while len(runs.read_text().split()) < 2:
-            await asyncio.sleep(0.05)
-    await wait_for(sup, "unseal", "completed")
-    assert sup.procs["server"].pid != first and sup.procs["server"].restarts == 1
-    sup.shutting_down.set()
-    await serving
+    async with supervising(plan, tmp / "s.sock") as sup:
+        await wait_for(sup, "unseal", "completed")
+        first = sup.procs["server"].pid
+        assert first is not None
+        os.kill(first, 9)
+        async with asyncio.timeout(10):
+            while len(runs.read_text().split()) < 2:
+                await asyncio.sleep(0.05)
+        await wait_for(sup, "unseal", "completed")
+        assert sup.procs["server"].pid != first
+        assert sup.procs["server"].restarts == 1
