@@ -109,7 +109,7 @@ def test_an_unknown_profile_is_refused(own_stack: StackUnderTest) -> None:
     result = own_stack.cli("up", "--profile", "huge")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "error: unknown profile 'huge'; choose one of: full, minimal, standard "
+        "error: unknown profile 'huge'; choose one of: full, minimal, observability, standard "
         "(or join profiles and services with '+', e.g. standard+golang)"
     )
 

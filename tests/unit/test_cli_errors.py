@@ -26,12 +26,12 @@ def devstack(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProc
         (
             ("up", "--profile", "huge"),
             {},
-            "unknown profile 'huge'; choose one of: full, minimal, standard",
+            "unknown profile 'huge'; choose one of: full, minimal, observability, standard",
         ),
         (
             ("up", "--profile", "standard+nosuch"),
             {},
-            "unknown profile 'nosuch'; choose one of: full, minimal, standard",
+            "unknown profile 'nosuch'; choose one of: full, minimal, observability, standard",
         ),
         (("up", "--fast"), {}, "No such option '--fast'"),
         (("logs", "nosuch"), {}, "unknown service 'nosuch'"),

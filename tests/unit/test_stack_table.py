@@ -59,7 +59,9 @@ def test_a_profile_expression_adds_services_with_what_they_come_after() -> None:
 
 @pytest.mark.parametrize("expression", ["huge", "standard+huge", "golang", "standard+"])
 def test_unknown_profile_names_the_choices(expression: str) -> None:
-    with pytest.raises(UnknownProfileError, match="choose one of: full, minimal, standard"):
+    with pytest.raises(
+        UnknownProfileError, match="choose one of: full, minimal, observability, standard"
+    ):
         TABLE.in_profile(expression)
 
 

@@ -44,6 +44,10 @@ def generate_password() -> str:
     return secrets.token_urlsafe(PASSWORD_BYTES)
 
 
+# Vault paths beyond secrets and certificates, by service: Prometheus reads Vault's metrics.
+EXTRA_RULES = {"prometheus": ('path "sys/metrics" {\n  capabilities = ["read"]\n}',)}
+
+
 def render_policy(service: Service) -> str:
     """The least-privilege policy of one service: its readable secrets and its own certificate."""
     rules = [
@@ -51,6 +55,7 @@ def render_policy(service: Service) -> str:
         for path in service.readable_secrets()
     ]
     rules.append(f'path "pki_int/issue/{service.name}" {{\n  capabilities = ["update"]\n}}')
+    rules.extend(EXTRA_RULES.get(service.name, ()))
     return (
         f"# Generated from stack/services.toml: service {service.name}\n" + "\n".join(rules) + "\n"
     )

@@ -23,6 +23,10 @@ MODULE_NAMES: dict[str, str] = {
     "golang": "api",
     "nodejs": "api",
     "rust": "api",
+    "postgres_exporter": "postgres_exporter",
+    "mysqld_exporter": "mysqld_exporter",
+    "redis_exporter": "redis_exporter",
+    "prometheus": "prometheus",
 }
 
 

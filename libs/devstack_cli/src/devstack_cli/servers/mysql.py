@@ -25,7 +25,14 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def init_sql(app: dict[str, str], admin: dict[str, str], hostname: str = "localhost") -> str:
+def init_sql(
+    app: dict[str, str],
+    admin: dict[str, str],
+    hostname: str = "localhost",
+    monitor: dict[str, str] | None = None,
+) -> str:
+    """`monitor`: the exporter's account (secret/mysqld_exporter), TLS only, from 127.0.0.1,
+    with what the exporter reads (PROCESS, REPLICATION CLIENT, performance_schema) alone."""
     user, database = sql_string(app["user"]), app["database"].replace("`", "``")
     password, admin_password = sql_string(app["password"]), sql_string(admin["password"])
     host = sql_string(hostname)
@@ -45,13 +52,27 @@ def init_sql(app: dict[str, str], admin: dict[str, str], hostname: str = "localh
             f"ALTER USER {user}@'%' IDENTIFIED BY {password};",
             f"CREATE DATABASE IF NOT EXISTS `{database}`;",
             f"GRANT ALL PRIVILEGES ON `{database}`.* TO {user}@'%';",
+            *monitor_sql(monitor),
             "",
         ]
     )
 
 
+def monitor_sql(monitor: dict[str, str] | None) -> list[str]:
+    if monitor is None:
+        return []
+    user, password = f"{sql_string(monitor['user'])}@'127.0.0.1'", sql_string(monitor["password"])
+    return [
+        f"CREATE USER IF NOT EXISTS {user} IDENTIFIED BY {password} REQUIRE SSL;",
+        f"ALTER USER {user} IDENTIFIED BY {password} REQUIRE SSL;",
+        f"GRANT PROCESS, REPLICATION CLIENT ON *.* TO {user};",
+        f"GRANT SELECT ON performance_schema.* TO {user};",
+    ]
+
+
 def launch(ctx: Launch) -> Exec:
     app, admin = ctx.secret(), ctx.admin_secret()
+    monitor = ctx.secret("mysqld_exporter")
     tls = ctx.tls()
     data = ctx.dir / "data"
     if not (data / "mysql").exists():
@@ -72,7 +93,7 @@ def launch(ctx: Launch) -> Exec:
         if result.returncode:
             raise RuntimeError(f"mariadb-install-db failed with exit code {result.returncode}")
     init_file = ctx.dir / "init.sql"
-    write_private(init_file, init_sql(app, admin, socket.gethostname()))
+    write_private(init_file, init_sql(app, admin, socket.gethostname(), monitor))
     return Exec(
         [
             require("mariadbd"),

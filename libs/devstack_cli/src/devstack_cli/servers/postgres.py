@@ -37,24 +37,35 @@ def quote_ident(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
-def provisioning_sql(app: dict[str, str], admin: dict[str, str]) -> str:
-    """One statement per line, as single-user mode reads them."""
+def provisioning_sql(
+    app: dict[str, str], admin: dict[str, str], monitor: dict[str, str] | None = None
+) -> str:
+    """One statement per line, as single-user mode reads them. `monitor`: the exporter's
+    account (secret/postgres_exporter), given pg_monitor and nothing else."""
     user, admin_user = quote_ident(app["user"]), quote_ident(admin["user"])
-    return "\n".join(
-        [
+    lines = [
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+        f"{quote_literal(app['user'])}) THEN CREATE ROLE {user} LOGIN; END IF; END $$;",
+        f"ALTER ROLE {user} WITH LOGIN PASSWORD {quote_literal(app['password'])};",
+        f"ALTER ROLE {admin_user} WITH PASSWORD {quote_literal(admin['password'])};",
+    ]
+    if monitor is not None:
+        name = quote_ident(monitor["user"])
+        lines += [
             "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
-            f"{quote_literal(app['user'])}) THEN CREATE ROLE {user} LOGIN; END IF; END $$;",
-            f"ALTER ROLE {user} WITH LOGIN PASSWORD {quote_literal(app['password'])};",
-            f"ALTER ROLE {admin_user} WITH PASSWORD {quote_literal(admin['password'])};",
-            "",
+            f"{quote_literal(monitor['user'])}) THEN CREATE ROLE {name} LOGIN; END IF; END $$;",
+            f"ALTER ROLE {name} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+            f"PASSWORD {quote_literal(monitor['password'])};",
+            f"GRANT pg_monitor TO {name};",
         ]
-    )
+    return "\n".join([*lines, ""])
 
 
 def launch(ctx: Launch) -> Exec:
     user = unprivileged_user("postgres")
     ctx.reachable_by(user)
     app, admin = ctx.secret(), ctx.admin_secret()
+    monitor = ctx.secret("postgres_exporter")
     tls = ctx.tls(owner=user)
     data = ctx.dir / "data"
     postgres = require("postgres")
@@ -113,7 +124,7 @@ def launch(ctx: Launch) -> Exec:
     }
     options = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
     single = [postgres, "--single", "-D", str(data), *options, "postgres"]
-    run_as(single, provisioning_sql(app, admin))
+    run_as(single, provisioning_sql(app, admin, monitor))
     if fresh:
         database = quote_ident(app["database"])
         run_as(single, f"CREATE DATABASE {database} OWNER {quote_ident(app['user'])};\n")
