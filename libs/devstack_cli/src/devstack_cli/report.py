@@ -52,6 +52,18 @@ def status_table(states: list[ServiceState], s: Settings) -> Table:
     return table
 
 
+def observability_urls(s: Settings, services: list[str]) -> dict[str, str]:
+    """What a person opens in a browser when the profile runs Prometheus (docs/observability.md)."""
+    if "prometheus" not in services:
+        return {}
+    base = f"http://127.0.0.1:{s.port(stack().service('prometheus').ports['http'])}"
+    return {
+        "dashboards": f"{base}/consoles/index.html",
+        "prometheus": f"{base}/classic/graph",
+        "targets": f"{base}/classic/targets",
+    }
+
+
 def _consoles() -> tuple[Console, Console]:
     from rich.console import Console
 
@@ -85,6 +97,7 @@ def status(s: Settings, snapshot: dict[str, Any] | None, json_output: bool) -> i
                 }
                 for st in states
             },
+            "urls": observability_urls(s, [st.name for st in states]),
         }
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return 0
@@ -102,6 +115,8 @@ def status(s: Settings, snapshot: dict[str, Any] | None, json_output: bool) -> i
         return 0
     out.print(f"profile {snapshot['profile']}, state in {s.state.root}")
     out.print(status_table(states, s))
+    for name, url in observability_urls(s, [st.name for st in states]).items():
+        out.print(f"{name:<11} {url}", markup=False)
     return 0
 
 

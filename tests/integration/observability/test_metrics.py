@@ -1,0 +1,178 @@
+"""Issue 17, metrics: every scrape target up, API requests counted by route template, and each
+exporter reading only its own credentials, none of them in a command line or an environment."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack_cli.servers.prometheus import SCRAPE_INTERVAL
+from devstack_cli.stack import stack as service_table
+from devstack_cli.vault import Vault, VaultError
+from tests.integration.observability.conftest import PROFILE, ObservedStack
+
+TABLE = service_table()
+APIS = [s.name for s in TABLE.in_profile(PROFILE) if s.kind == "api"]
+EXPORTERS = ("postgres_exporter", "mysqld_exporter", "redis_exporter")
+# What each observability service's AppRole may read; redis_exporter reads the nodes' one
+# account until Redis has a monitoring ACL user (docs/observability.md).
+OWN_SECRETS = {
+    "postgres_exporter": {"postgres_exporter"},
+    "mysqld_exporter": {"mysqld_exporter"},
+    "redis_exporter": {"redis"},
+    "prometheus": set(),
+}
+ALL_SECRETS = sorted(
+    [s.secret_path for s in TABLE.services.values() if s.secret is not None]
+    + [s.admin_path for s in TABLE.services.values() if s.admin is not None]
+)
+INTERVAL = float(SCRAPE_INTERVAL.rstrip("s"))
+
+
+def targets(observed: ObservedStack) -> list[dict[str, Any]]:
+    active: list[dict[str, Any]] = observed.api("targets", state="active")["activeTargets"]
+    return active
+
+
+def test_every_scrape_target_is_up_within_30s_of_up(observed: ObservedStack) -> None:
+    deadline = observed.up_returned + 30
+    while True:
+        active = targets(observed)
+        down = [
+            f"{t['labels']['job']} {t['scrapeUrl']}: {t['lastError']}"
+            for t in active
+            if t["health"] != "up"
+        ]
+        if active and not down:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"targets not up 30 s after `up` returned: {down}")
+        time.sleep(0.5)
+    jobs = {t["labels"]["job"] for t in active}
+    wanted = {*APIS, "prometheus", "mongodb", "postgres_exporter", "mysqld_exporter"}
+    wanted |= {"redis", "redis_exporter"}
+    assert wanted <= jobs, f"missing jobs: {wanted - jobs}"
+    redis_nodes = [t for t in active if t["labels"]["job"] == "redis"]
+    assert len(redis_nodes) == TABLE.service("redis").instances  # one target per node
+    # The exporters reach their servers (an exporter answers even when its server does not).
+    for expr in ("pg_up", "mysql_up", "redis_up"):
+        values = [r["value"][1] for r in observed.query(expr)]
+        assert values and all(v == "1" for v in values), (expr, values)
+
+
+@pytest.mark.xfail(
+    reason="Vault serves /v1/sys/metrics in Prometheus's format only with a telemetry stanza "
+    "(servers/vault.py) and RabbitMQ's plugin is not enabled (servers/rabbitmq.py): "
+    "the changes are in docs/observability.md",
+    strict=False,
+)
+def test_vault_and_rabbitmq_are_scraped(observed: ObservedStack) -> None:
+    jobs = {t["labels"]["job"] for t in targets(observed)}
+    assert {"vault", "rabbitmq"} <= jobs
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_a_request_is_counted_by_route_template_within_two_scrapes(
+    observed: ObservedStack, api: str
+) -> None:
+    route, path = "/health/{service}", "/health/postgres"
+    selector = f"devstack_http_requests_total{{job='{api}',route='{route}'}}"
+
+    def count() -> float:
+        return sum(float(r["value"][1]) for r in observed.query(f"sum({selector})"))
+
+    before = count()
+    base = f"http://127.0.0.1:{observed.stack.port(api, 'http')}"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        response = await client.get(path)
+    assert response.status_code in (200, 503), response.text
+    deadline = time.monotonic() + 2 * INTERVAL
+    while count() < before + 1:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{api}: {path} not counted under {route} within {2 * INTERVAL:.0f}s")
+        await asyncio.sleep(0.25)
+    raw = observed.query(f"devstack_http_requests_total{{job='{api}',route='{path}'}}")
+    assert raw == [], "a raw path is a label"
+
+
+def can_read(vault: Vault, path: str) -> bool:
+    try:
+        return vault.kv_get(path) is not None
+    except VaultError as exc:
+        assert exc.status == 403, exc
+        return False
+
+
+@pytest.mark.parametrize("role", sorted(OWN_SECRETS))
+def test_each_observability_approle_reads_only_its_own_secret(
+    observed: ObservedStack, role: str
+) -> None:
+    with observed.stack.login(role) as vault:
+        readable = {path for path in ALL_SECRETS if can_read(vault, path)}
+        assert readable == OWN_SECRETS[role]
+        assert readable == set(TABLE.service(role).readable_secrets())
+        # Vault's metrics: Prometheus's token alone reads them.
+        if role == "prometheus":
+            vault.call("GET", "sys/metrics")
+        else:
+            with pytest.raises(VaultError) as denied:
+                vault.call("GET", "sys/metrics")
+            assert denied.value.status == 403
+
+
+def exporter_pids(observed: ObservedStack) -> dict[str, int]:
+    services = observed.stack.status()["services"]
+    return {
+        name: next(p["pid"] for p in services[name]["processes"])
+        for name in (*EXPORTERS, "prometheus")
+    }
+
+
+def test_no_exporter_holds_a_password_in_its_arguments_or_environment(
+    observed: ObservedStack,
+) -> None:
+    stack = observed.stack
+    passwords = [
+        stack.creds(name)["password"].encode()
+        for name in ("postgres_exporter", "mysqld_exporter", "redis")
+    ]
+    token = (stack.settings.state.service_dir("prometheus") / "vault-token").read_bytes().strip()
+    for name, pid in exporter_pids(observed).items():
+        proc = Path("/proc") / str(pid)
+        cmdline, environ = (proc / "cmdline").read_bytes(), (proc / "environ").read_bytes()
+        assert b"\0" in cmdline, f"{name}: pid {pid} is not the exporter itself"
+        for secret in [*passwords, token]:
+            assert secret not in cmdline, f"{name} has a credential in its arguments"
+            assert secret not in environ, f"{name} has a credential in its environment"
+    for path in (
+        stack.settings.state.service_dir("postgres_exporter") / "password",
+        stack.settings.state.service_dir("mysqld_exporter") / "my.cnf",
+        stack.settings.state.service_dir("redis_exporter") / "passwords.json",
+        stack.settings.state.service_dir("prometheus") / "vault-token",
+    ):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+
+
+async def test_the_postgres_monitoring_account_has_pg_monitor_and_nothing_more(
+    observed: ObservedStack,
+) -> None:
+    creds = observed.stack.creds("postgres_exporter")
+    connection = await observed.stack.postgres(creds=creds, database="postgres")
+    try:
+        row = await connection.fetchrow(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, pg_has_role('pg_monitor', 'member') AS "
+            "monitor FROM pg_roles WHERE rolname = current_user"
+        )
+    finally:
+        await connection.close()
+    assert row is not None and dict(row) == {
+        "rolsuper": False,
+        "rolcreatedb": False,
+        "rolcreaterole": False,
+        "monitor": True,
+    }
