@@ -11,12 +11,14 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import structlog
+from fastapi.responses import StreamingResponse
 
 from devstack_client import Metrics, configure_logging
 from devstack_client.redaction import redactor
@@ -25,6 +27,20 @@ from devstack_web.edge import _log_access
 from devstack_web.server import MAX_HEAD_BYTES, ProblemHttpToolsProtocol, _configs, run
 
 router = contract_router()
+
+
+@router.get("/examples/stream")
+async def stream() -> StreamingResponse:
+    async def parts() -> AsyncIterator[bytes]:
+        for part in (b"one,", b"two,", b"three"):
+            yield part
+
+    return StreamingResponse(parts(), media_type="text/plain")
+
+
+@router.delete("/examples/nothing", status_code=204)
+async def nothing() -> None:
+    return None
 
 
 @router.get("/examples/loop")
@@ -96,6 +112,16 @@ def test_served_on_uvloop_and_httptools_with_one_access_line(
                     await asyncio.sleep(0.05)
             seen["loop"] = answer.json()["loop"]
             seen["id"] = answer.headers["x-request-id"]
+            # The head is written with the first body message: every kind of answer is whole.
+            for _ in range(3):  # on one kept connection
+                streamed = await client.get("/examples/stream")
+                assert streamed.text == "one,two,three"
+                assert streamed.headers["transfer-encoding"] == "chunked"
+                head = await client.head("/examples/loop")
+                assert head.status_code == 200 and head.content == b""
+                assert int(head.headers["content-length"]) == len(answer.content)
+                empty = await client.delete("/examples/nothing")
+                assert empty.status_code == 204 and empty.content == b""
         seen["garbage"] = await exchange(port, b"GARBAGE\r\n\r\n")
         big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n"
         seen["big"] = await exchange(port, big)
@@ -116,7 +142,7 @@ def test_served_on_uvloop_and_httptools_with_one_access_line(
     assert serving and serving[0]["loop"] == "uvloop"
     assert serving[0]["http"] == "ProblemHttpToolsProtocol"
     access = [line for line in lines if line.get("logger") == "devstack_web.access"]
-    assert len(access) == 1, access  # the parse errors never reached the app
+    assert len(access) == 10, access  # the parse errors never reached the app
     assert access[0]["request_id"] == "t-1"
     assert access[0]["path"] == "/examples/loop" and access[0]["status"] == 200
     assert access[0]["method"] == "GET" and access[0]["duration_ms"] >= 0
@@ -152,3 +178,55 @@ def test_the_fast_access_line_is_the_line_logging_would_write(
     assert fast["path"] == "/examples/cache/********"
     assert fast["query"] == "dsn=postgres://***@h/db"
     assert fast["request_id"] == "[REDACTED TOKEN]"
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+async def test_head_and_body_leave_in_one_write(keep_alive: bool) -> None:
+    from uvicorn.protocols.http.flow_control import FlowControl
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    from devstack_web.server import _coalesce_head_and_body
+
+    transport = RecordingTransport()
+    cycle = RequestResponseCycle(
+        scope={"type": "http", "method": "GET", "http_version": "1.1"},  # type: ignore[typeddict-item]
+        transport=transport,  # type: ignore[arg-type]
+        flow=FlowControl(transport),  # type: ignore[arg-type]
+        logger=logging.getLogger("test"),
+        access_logger=logging.getLogger("test.access"),
+        access_log=False,
+        default_headers=[],
+        message_event=asyncio.Event(),
+        expect_100_continue=False,
+        keep_alive=keep_alive,
+        on_response=lambda: None,
+    )
+    _coalesce_head_and_body(cycle)
+    await cycle.send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+    )
+    assert transport.writes == []
+    await cycle.send({"type": "http.response.body", "body": b"ok"})
+    assert len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert transport.writes[0].endswith(b"\r\n\r\nok")
+    assert transport.closed is not keep_alive

@@ -8,6 +8,7 @@ integer field are refused before it sees them, at the field's own location.
 
 from __future__ import annotations
 
+import functools
 import types
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -36,6 +37,18 @@ def _types(annotation: Any) -> set[Any]:
     return {annotation}
 
 
+@functools.cache
+def _integer_fields(model: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
+    """(key, whether a string is accepted too) of each field that accepts an integer: worked
+    out once per model, not on every validation (every response model is validated)."""
+    found = []
+    for name, field in model.model_fields.items():
+        accepted = _types(field.annotation)
+        if int in accepted:
+            found.append((field.alias or name, str in accepted))
+    return tuple(found)
+
+
 class ContractModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
@@ -43,12 +56,8 @@ class ContractModel(BaseModel):
         if not isinstance(data, dict):
             return data
         refused = {}
-        for name, field in cls.model_fields.items():
-            key = field.alias or name
+        for key, takes_strings in _integer_fields(cls):
             value = data.get(key)
-            if not isinstance(value, str | bool):
-                continue
-            accepted = _types(field.annotation)
-            if int in accepted and not (isinstance(value, str) and str in accepted):
+            if isinstance(value, bool) or (isinstance(value, str) and not takes_strings):
                 refused[key] = NOT_A_NUMBER
         return {**data, **refused} if refused else data
