@@ -24,13 +24,8 @@ from devstack_cli.supervisor import Supervisor
 
 
 def spec(tmp: Path, name: str, script: str, **extra: object) -> ProcessSpec:
-    return ProcessSpec(
-        name=name,
-        service=name,
-        command=("sh", "-c", script),
-        log_file=str(tmp / f"{name}.log"),
-        **extra,
-    )  # type: ignore[arg-type]
+    fields = {"name": name, "service": name, "command": ("sh", "-c", script)}
+    return ProcessSpec.model_validate({**fields, "log_file": str(tmp / f"{name}.log"), **extra})
 
 
 async def wait_for(sup: Supervisor, name: str, state: str, timeout: float = 10) -> None:
