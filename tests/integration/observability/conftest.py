@@ -13,11 +13,14 @@ import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from devstack_cli import tools
+from devstack_cli.servers.observability import PACKAGES, program
 from tests.conftest import StackUnderTest, new_state_dir
 
 OBSERVABILITY_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_OBSERVABILITY_PORT_OFFSET", "950"))
@@ -45,6 +48,22 @@ class ObservedStack:
         return result
 
 
+def install_missing_programs(log: Path) -> None:
+    """The observability programs are Debian packages that `up` does not install yet (see
+    docs/observability.md): installed here with apt when the tests run as root on Debian."""
+    missing = sorted({package for name, package in PACKAGES.items() if not found(name)})
+    if missing and tools.can_use_apt():
+        tools.apt_install(missing, log)
+
+
+def found(name: str) -> bool:
+    try:
+        program(name)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 @pytest.fixture(scope="session")
 def observed() -> Iterator[ObservedStack]:
     from tests.support import leaks_in_logs
@@ -52,6 +71,7 @@ def observed() -> Iterator[ObservedStack]:
     under_test = StackUnderTest(new_state_dir("obs"), OBSERVABILITY_PORT_OFFSET, PROFILE)
     leaks: list[str] = []
     try:
+        install_missing_programs(under_test.settings.state.logs / "setup.log")
         under_test.up("--profile", PROFILE)
         yield ObservedStack(under_test, time.monotonic())
         leaks = leaks_in_logs(under_test)

@@ -102,3 +102,21 @@ def test_the_overview_shows_every_target_and_every_api_in_a_browser(
     shot = folder / "observability-overview.png"
     chromium(url, f"--screenshot={shot}")
     assert shot.stat().st_size > 10_000
+
+
+def test_a_dashboard_that_does_not_parse_is_named_with_its_line(
+    observed: ObservedStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What `prometheus-consoles` does at each `up`: the file's path and the line are named."""
+    from devstack_cli.servers.prometheus import check_consoles
+
+    broken = CONSOLES / f"zz-test-broken-{os.getpid()}.html"
+    broken.write_text('{{ template "head" . }}\n<p>\n{{ if }}\n')
+    try:
+        assert check_consoles(observed.stack.settings) == 1
+    finally:
+        broken.unlink()
+    out = capsys.readouterr().out
+    assert f"{broken}: HTTP 500" in out
+    assert f"{broken.name}:3: missing value for if" in out
+    assert check_consoles(observed.stack.settings) == 0

@@ -1,6 +1,6 @@
 """Prometheus 2 (Debian's `prometheus` 2.42): the metrics store, its web UI and the dashboards.
 
-Two processes:
+Three processes:
 - `prometheus-vault-token` logs in with Prometheus's own AppRole, writes the token to a file of
   mode 0600 and keeps it alive (renewed at two thirds of its TTL, a new login when renewal
   fails or the token reaches its maximum life). Vault's `/v1/sys/metrics` needs a token; the
@@ -10,6 +10,9 @@ Two processes:
   FerretDB's debug port, RabbitMQ's Prometheus plugin when its table entry has that port, and
   the exporters), every 5 s; its web UI and the console templates (the dashboards, files under
   `stack/observability/`) on 127.0.0.1 only, plain HTTP like the other local web UIs.
+- `prometheus-consoles` (one-shot, once Prometheus is ready) asks for every dashboard once:
+  Prometheus parses a console template only when it is asked for it, so a template that does
+  not parse fails `up`, naming its file and line.
 
 The configuration is generated at each start from the table and checked with `promtool`
 before Prometheus starts: an error names the file and the line.
@@ -37,6 +40,7 @@ from devstack_cli.stack import Service, stack
 SCRAPE_INTERVAL = "5s"
 RETENTION = "7d"
 TOKEN_KEEPER = 1  # `_serve prometheus --instance 1` is the Vault token keeper
+CONSOLE_CHECK = 2  # `_serve prometheus --instance 2` renders every dashboard once
 FOLDER = Path("stack") / "observability"
 
 
@@ -56,7 +60,16 @@ def processes(ctx: PlanContext) -> list[ProcessSpec]:
         Probe(http=f"http://127.0.0.1:{ctx.port('http')}/-/ready"),
         {**ctx.after(), keeper.name: "healthy"},
     )
-    return [keeper, server]
+    # Prometheus parses a console template when it is asked for it: each is asked once, so
+    # that `up` fails on a dashboard that does not parse, naming its file and line.
+    consoles = ctx.process(
+        "prometheus-consoles",
+        None,
+        {server.name: "healthy"},
+        instance=CONSOLE_CHECK,
+        one_shot=True,
+    )
+    return [keeper, server, consoles]
 
 
 # -- the scrape configuration ---------------------------------------------------------------
@@ -194,6 +207,8 @@ def launch(ctx: Launch) -> Exec:
     if ctx.instance == TOKEN_KEEPER:
         keep_vault_token(ctx.settings)
         raise SystemExit(0)
+    if ctx.instance == CONSOLE_CHECK:
+        raise SystemExit(check_consoles(ctx.settings))
     services = stack().in_profile(running_profile(ctx.settings))
     path = ctx.dir / "prometheus.yml"
     # JSON is YAML: written as JSON, no YAML writer needed.
@@ -213,6 +228,31 @@ def launch(ctx: Launch) -> Exec:
             "--log.format=json",
         ]
     )
+
+
+# -- the dashboards ---------------------------------------------------------------------------
+
+
+def check_consoles(settings: Settings) -> int:
+    """Ask the running Prometheus for every console template; 1 when one fails, with
+    Prometheus's words (`template: __console_/NAME.html:LINE: ...`) and the file's path."""
+    folder = repo_root() / FOLDER / "consoles"
+    port = settings.port(stack().service("prometheus").ports["http"])
+    failed = 0
+    for page in sorted(folder.glob("*.html")):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            conn.request("GET", f"/consoles/{page.name}")
+            response = conn.getresponse()
+            body = response.read().decode(errors="replace")
+        finally:
+            conn.close()
+        if response.status == 200:
+            print(f"{page.name}: rendered", flush=True)
+        else:
+            failed += 1
+            print(f"{page}: HTTP {response.status}: {body.strip()[:500]}", flush=True)
+    return 1 if failed else 0
 
 
 # -- the Vault token keeper -----------------------------------------------------------------
