@@ -85,6 +85,8 @@ export class DevStack implements Stack {
   private tmpCaDir: string | undefined;
   private pools: Partial<Record<Dependency, ManagedPool<unknown>>> = {};
   private repositories = new Map<Backend, ItemRepository>();
+  /** The pools' first round trips, started by `start()` and not awaited by it. */
+  warming: Promise<void> = Promise.resolve();
   cache!: CacheService;
   cluster!: ClusterService;
   queues!: QueueService;
@@ -114,7 +116,10 @@ export class DevStack implements Stack {
       this.redis = new RedisPool(ctx);
       const rabbitmq = new RabbitPool(ctx);
       this.pools = { postgres, mysql, mongodb, redis: this.redis, rabbitmq };
-      await Promise.all(Object.values(this.pools).map((pool) => pool.start()));
+      // The pools warm up in the background, as the listeners open: a request that comes first
+      // waits for the same single-flight build, and a server down at start is logged by its pool
+      // and connected on first use either way (so `/health` answers as soon as the secrets are in).
+      this.warming = Promise.all(Object.values(this.pools).map((pool) => pool.start())).then(() => undefined);
       this.repositories = new Map<Backend, ItemRepository>([
         ["postgres", new PostgresItems(postgres)],
         ["mysql", new MySQLItems(mysql)],

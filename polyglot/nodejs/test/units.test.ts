@@ -2,6 +2,7 @@
  *  cluster's text, the rate-limit window. */
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
@@ -195,5 +196,17 @@ describe("messages a consumer can be given", () => {
       assert.equal(deliverableObject(Buffer.from(body)), undefined, body);
     }
     assert.equal(deliverableObject(Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xe9, 0x22, 0x7d])), undefined, "not UTF-8");
+  });
+});
+
+describe("start-up", () => {
+  it("loads no database driver until a pool is built, so /health answers before they load", async () => {
+    await import("../src/stack.js");
+    await import("../src/app.js");
+    const loaded = Object.keys(createRequire(import.meta.url).cache);
+    for (const driver of ["pg", "mysql2", "mongodb", "ioredis", "amqplib"]) {
+      assert.ok(!loaded.some((file) => file.includes(`/node_modules/${driver}/`)), `${driver} is loaded at start`);
+    }
+    assert.ok(loaded.some((file) => file.includes("/node_modules/express/")), "the check sees CommonJS modules");
   });
 });

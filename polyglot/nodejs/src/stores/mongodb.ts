@@ -1,11 +1,15 @@
 /** The MongoDB protocol (FerretDB here): one MongoClient (it pools connections), TLS with the CA file. */
-import { MongoClient, MongoServerError, ObjectId, type Db } from "mongodb";
+import type { Db, MongoClient, ObjectId } from "mongodb";
 
 import { NotFound } from "../errors.js";
 import type { KvSecret } from "../vault/client.js";
 import { MAX_PAGE, type Item, type ItemCreate, type ItemList, type ItemRepository, type QueryResult } from "./models.js";
-import { ManagedPool, secretText, tlsEnabled } from "./pool.js";
+import { lazyModule, ManagedPool, secretText, tlsEnabled } from "./pool.js";
 import { formatInstant, fromDate, now } from "./time.js";
+
+const driver = lazyModule(() => import("mongodb"));
+/** The driver once loaded (for the error check, which only runs after a client was built). */
+let loaded: typeof import("mongodb") | undefined;
 
 export interface MongoHandle {
   readonly client: MongoClient;
@@ -15,7 +19,8 @@ export interface MongoHandle {
 export class MongoPool extends ManagedPool<MongoHandle> {
   readonly name = "mongodb" as const;
 
-  protected build(secret: KvSecret): Promise<MongoHandle> {
+  protected async build(secret: KvSecret): Promise<MongoHandle> {
+    const { MongoClient } = (loaded = await driver());
     const { host, port } = this.ctx.settings.endpoints.mongodb;
     const s = this.ctx.settings;
     const database = secretText(secret, "database");
@@ -33,7 +38,7 @@ export class MongoPool extends ManagedPool<MongoHandle> {
       appName: "devstack_nodejs",
       directConnection: true,
     });
-    return Promise.resolve({ client, db: client.db(database) });
+    return { client, db: client.db(database) };
   }
 
   protected async warmUp(handle: MongoHandle): Promise<void> {
@@ -45,7 +50,7 @@ export class MongoPool extends ManagedPool<MongoHandle> {
   }
 
   protected override isAuthError(error: unknown): boolean {
-    return error instanceof MongoServerError && error.code === 18;
+    return loaded !== undefined && error instanceof loaded.MongoServerError && error.code === 18;
   }
 }
 
@@ -60,9 +65,9 @@ function toItem(doc: ItemDoc): Item {
   return { id: doc._id.toHexString(), name: doc.name, quantity: doc.quantity ?? 0, created_at: formatInstant(fromDate(doc.created_at)) };
 }
 
-function objectId(id: string): ObjectId {
+async function objectId(id: string): Promise<ObjectId> {
   if (!/^[0-9a-fA-F]{24}$/.test(id)) throw new NotFound("no mongodb item has this id");
-  return ObjectId.createFromHexString(id);
+  return (await driver()).ObjectId.createFromHexString(id);
 }
 
 export class MongoItems implements ItemRepository {
@@ -85,13 +90,14 @@ export class MongoItems implements ItemRepository {
   }
 
   async create(item: ItemCreate): Promise<Item> {
+    const { ObjectId } = await driver();
     const doc: ItemDoc = { _id: new ObjectId(), name: item.name, quantity: item.quantity, created_at: new Date(now().ms) };
     await this.pool.operation("create item", ({ db }) => db.collection<ItemDoc>(this.collection).insertOne(doc));
     return toItem(doc);
   }
 
   async get(id: string): Promise<Item> {
-    const oid = objectId(id);
+    const oid = await objectId(id);
     const doc = await this.pool.operation("get item", ({ db }) => db.collection<ItemDoc>(this.collection).findOne({ _id: oid }));
     if (doc === null) throw new NotFound("no mongodb item has this id");
     return toItem(doc);
@@ -110,7 +116,7 @@ export class MongoItems implements ItemRepository {
   }
 
   async delete(id: string): Promise<void> {
-    const oid = objectId(id);
+    const oid = await objectId(id);
     const result = await this.pool.operation("delete item", ({ db }) => db.collection<ItemDoc>(this.collection).deleteOne({ _id: oid }));
     if (result.deletedCount === 0) throw new NotFound("no mongodb item has this id");
   }

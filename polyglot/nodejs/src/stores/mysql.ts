@@ -1,21 +1,23 @@
 /** MySQL (MariaDB): a mysql2 pool over TLS verified against the stack's CA, and the items table. */
 import { randomUUID } from "node:crypto";
 
-import mysql from "mysql2/promise";
+import type mysql from "mysql2/promise";
 
 import { NotFound } from "../errors.js";
 import type { KvSecret } from "../vault/client.js";
 import { canonicalUuid, MAX_PAGE, type Item, type ItemCreate, type ItemList, type ItemRepository, type QueryResult } from "./models.js";
-import { ManagedPool, secretText, tlsEnabled } from "./pool.js";
+import { lazyModule, ManagedPool, secretText, tlsEnabled } from "./pool.js";
+
+const driver = lazyModule(async () => (await import("mysql2/promise")).default);
 import { formatInstant, now, parseSqlTimestamp, sqlDatetime } from "./time.js";
 
 export class MySQLPool extends ManagedPool<mysql.Pool> {
   readonly name = "mysql" as const;
 
-  protected build(secret: KvSecret): Promise<mysql.Pool> {
+  protected async build(secret: KvSecret): Promise<mysql.Pool> {
     const { host, port } = this.ctx.settings.endpoints.mysql;
     const s = this.ctx.settings;
-    const pool = mysql.createPool({
+    const pool = (await driver()).createPool({
       host,
       port,
       user: secretText(secret, "user"),
@@ -32,7 +34,7 @@ export class MySQLPool extends ManagedPool<mysql.Pool> {
       timezone: "Z",
       charset: "utf8mb4",
     });
-    return Promise.resolve(pool);
+    return pool;
   }
 
   protected async warmUp(pool: mysql.Pool): Promise<void> {

@@ -40,6 +40,15 @@ export interface PoolContext {
   readonly logger: Logger;
 }
 
+/**
+ * A driver module imported on first use, once: the pools build their clients after the listeners
+ * opened, so the drivers (two thirds of the module loading) are not on the way to `/health`.
+ */
+export function lazyModule<T>(load: () => Promise<T>): () => Promise<T> {
+  let loading: Promise<T> | undefined;
+  return () => (loading ??= load());
+}
+
 /** Run `work` with a deadline; the timer never keeps the process alive. */
 export async function withTimeout<T>(seconds: number, work: Promise<T>, onTimeout: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -146,6 +155,11 @@ export abstract class ManagedPool<C> {
     }
   }
 
+  /** A method, not the field: the pool can close while a build awaits. */
+  private isClosed(): boolean {
+    return this.closed;
+  }
+
   get version(): number | undefined {
     return this.currentVersion;
   }
@@ -177,6 +191,11 @@ export abstract class ManagedPool<C> {
       this.nextRebuild = performance.now() / 1000 + REBUILD_RETRY;
       this.ctx.logger.warn({ dependency: this.name }, "rebuilding a pool failed; keeping the old one");
       return current;
+    }
+    if (this.isClosed()) {
+      // Closed while this client was being built (a warm-up still running at shutdown).
+      await this.closeQuietly(fresh);
+      throw new DependencyUnavailable(this.name, "the client is closed");
     }
     const reason = current !== undefined && this.isDead(current) && secret.version === this.currentVersion ? "recovery" : "credentials";
     this.current = fresh;

@@ -1,24 +1,28 @@
 /** PostgreSQL: a pg Pool over TLS verified against the stack's CA, and the items table. */
 import { randomUUID } from "node:crypto";
 
-import pg from "pg";
+import type pg from "pg";
 
 import { NotFound } from "../errors.js";
 import type { KvSecret } from "../vault/client.js";
 import { canonicalUuid, MAX_PAGE, type Item, type ItemCreate, type ItemList, type ItemRepository, type QueryResult } from "./models.js";
-import { ManagedPool, secretText, tlsEnabled } from "./pool.js";
+import { lazyModule, ManagedPool, secretText, tlsEnabled } from "./pool.js";
 import { formatInstant, now, parseSqlTimestamp } from "./time.js";
 
 const TIMESTAMPTZ_OID = 1184;
 
+const driver = lazyModule(async () => (await import("pg")).default);
+
 // Timestamps as text: pg's Date would drop microseconds that another implementation may have stored.
-const builtin = pg.types.getTypeParser as (oid: number, format: "text" | "binary") => (value: string) => unknown;
-const types: pg.CustomTypesConfig = {
-  getTypeParser: ((oid: number, format?: "text" | "binary") => {
-    if (oid === TIMESTAMPTZ_OID) return (value: string) => value;
-    return builtin(oid, format ?? "text");
-  }) as pg.CustomTypesConfig["getTypeParser"],
-};
+function textTimestamps(module: typeof pg): pg.CustomTypesConfig {
+  const builtin = module.types.getTypeParser as (oid: number, format: "text" | "binary") => (value: string) => unknown;
+  return {
+    getTypeParser: ((oid: number, format?: "text" | "binary") => {
+      if (oid === TIMESTAMPTZ_OID) return (value: string) => value;
+      return builtin(oid, format ?? "text");
+    }) as pg.CustomTypesConfig["getTypeParser"],
+  };
+}
 
 export class PostgresPool extends ManagedPool<pg.Pool> {
   readonly name = "postgres" as const;
@@ -26,7 +30,8 @@ export class PostgresPool extends ManagedPool<pg.Pool> {
   protected async build(secret: KvSecret): Promise<pg.Pool> {
     const { host, port } = this.ctx.settings.endpoints.postgres;
     const s = this.ctx.settings;
-    const pool = new pg.Pool({
+    const module = await driver();
+    const pool = new module.Pool({
       host,
       port,
       user: secretText(secret, "user"),
@@ -41,12 +46,12 @@ export class PostgresPool extends ManagedPool<pg.Pool> {
       query_timeout: s.operationTimeout * 1000,
       application_name: "devstack_nodejs",
       options: "-c TimeZone=UTC",
-      types,
+      types: textTimestamps(module),
     });
     // An idle connection that breaks (the server restarted) is dropped by the pool; without a
     // listener the 'error' event would end the process.
     pool.on("error", (error) => this.ctx.logger.warn({ dependency: this.name, reason: error.name }, "idle connection lost"));
-    return Promise.resolve(pool);
+    return pool;
   }
 
   protected async warmUp(pool: pg.Pool): Promise<void> {

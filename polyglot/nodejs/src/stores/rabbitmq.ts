@@ -5,12 +5,14 @@
  */
 import { randomUUID } from "node:crypto";
 
-import amqp from "amqplib";
+import type amqp from "amqplib";
 
 import { InvalidInput, NotFound, quoted } from "../errors.js";
 import { deliverableObject } from "../http/jsonrules.js";
 import type { KvSecret } from "../vault/client.js";
-import { ManagedPool, secretText, tlsEnabled } from "./pool.js";
+import { lazyModule, ManagedPool, secretText, tlsEnabled } from "./pool.js";
+
+const driver = lazyModule(async () => (await import("amqplib")).default);
 
 /** Channels the broker or the connection closed: never handed out again. */
 const closedChannels = new WeakSet<amqp.ConfirmChannel>();
@@ -33,7 +35,7 @@ export class RabbitPool extends ManagedPool<RabbitHandle> {
     url.password = encodeURIComponent(secretText(secret, "password"));
     url.pathname = `/${encodeURIComponent(vhost)}`;
     url.searchParams.set("heartbeat", "30");
-    const connection = await amqp.connect(url.toString(), {
+    const connection = await (await driver()).connect(url.toString(), {
       timeout: this.ctx.settings.connectTimeout * 1000,
       clientProperties: { connection_name: "devstack_nodejs" },
       ...(tls ? { ca: [this.ctx.ca], minVersion: "TLSv1.2" } : {}),

@@ -6,11 +6,13 @@
  * for a reconnection that may never come within the request; the client keeps reconnecting in the
  * background, and a client that gave up is rebuilt at the next use.
  */
-import { Cluster } from "ioredis";
+import type { Cluster } from "ioredis";
 
 import { DependencyUnavailable, InvalidInput, NotFound, quoted } from "../errors.js";
 import type { KvSecret } from "../vault/client.js";
-import { ManagedPool, secretText, tlsEnabled } from "./pool.js";
+import { lazyModule, ManagedPool, secretText, tlsEnabled } from "./pool.js";
+
+const driver = lazyModule(() => import("ioredis"));
 
 export class RedisPool extends ManagedPool<Cluster> {
   readonly name = "redis" as const;
@@ -20,6 +22,7 @@ export class RedisPool extends ManagedPool<Cluster> {
     const endpoint = this.ctx.settings.endpoints.redis;
     const s = this.ctx.settings;
     const user = secretText(secret, "user");
+    const { Cluster } = await driver();
     const cluster = new Cluster([{ host: endpoint.host, port: tls ? endpoint.port : endpoint.plainPort }], {
       lazyConnect: true,
       enableOfflineQueue: false,
