@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -48,6 +49,19 @@ REQUEST_ID_HEADER_SPEC: dict[str, Any] = {
     "required": True,
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:+/=-]{1,128}$"},
 }
+
+
+# FastAPI's own OpenTelemetry (0.165 and later) asks the global tracer, meter and logger
+# providers on every request whether any is configured; the apps export Prometheus metrics and
+# JSON logs, not OpenTelemetry, so it is off (docs/performance.md). Pass `telemetry=` to
+# create_app to turn it back on.
+NO_TELEMETRY: dict[str, bool] = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+_FASTAPI_TELEMETRY = "telemetry" in inspect.signature(FastAPI.__init__).parameters
 
 
 async def get_stack(request: Request) -> DevStackClient:
@@ -131,6 +145,8 @@ def create_app(
             await client.aclose()
             log.info("app stopped", implementation=implementation)
 
+    if _FASTAPI_TELEMETRY:
+        fastapi_kwargs.setdefault("telemetry", NO_TELEMETRY)
     app = FastAPIOffline(title=title, version=version, lifespan=lifespan, **fastapi_kwargs)
     app.state.implementation = implementation
     app.state.metrics = metrics
