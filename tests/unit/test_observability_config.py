@@ -28,7 +28,14 @@ def jobs(profile: str, vault_metrics: bool = True) -> dict[str, dict[str, object
 def test_the_default_profiles_are_unchanged() -> None:
     for profile in ("minimal", "standard", "full"):
         names = {s.name for s in TABLE.in_profile(profile)}
-        assert not names & {"prometheus", "postgres_exporter", "mysqld_exporter", "redis_exporter"}
+        assert not names & {
+            "prometheus",
+            "postgres_exporter",
+            "mysqld_exporter",
+            "redis_exporter",
+            "victorialogs",
+            "vlagent",
+        }
     observability = [s.name for s in TABLE.in_profile("observability")]
     assert observability[: len(TABLE.in_profile("standard"))] == [
         s.name for s in TABLE.in_profile("standard")
@@ -39,6 +46,7 @@ def test_prometheus_scrapes_every_api_and_server_of_the_profile_on_loopback() ->
     found = jobs("observability")
     assert {"code_first", "api_first", "vault", "mongodb", "postgres_exporter"} <= set(found)
     assert {"mysqld_exporter", "redis", "redis_exporter", "prometheus"} <= set(found)
+    assert {"victorialogs", "vlagent"} <= set(found)
     for job in found.values():
         for group in job["static_configs"]:  # type: ignore[attr-defined]
             for target in group["targets"]:
@@ -104,3 +112,17 @@ def test_the_monitoring_accounts_get_only_monitoring_grants() -> None:
     assert "GRANT SELECT ON performance_schema.* TO 'devstack_monitor'@'127.0.0.1';" in my
     assert "REQUIRE SSL" in my
     assert "ssl-ca=/ca.pem" in my_cnf("u", "p", 3306, "/ca.pem")
+
+
+def test_vlagent_ships_every_process_log_labelled_by_service(tmp_path: Path) -> None:
+    from devstack_cli.engine import render_plan
+    from devstack_cli.servers.vlagent import collected
+
+    settings = Settings(state_dir=tmp_path, port_offset=950)
+    plan = render_plan(settings, "observability")
+    settings.state.plan_file.parent.mkdir(parents=True)
+    settings.state.plan_file.write_text(plan.model_dump_json())
+    files = dict(collected(settings))
+    for process in plan.processes:
+        assert files[process.log_file] == {"service": process.service, "process": process.name}
+    assert files[str(settings.state.supervisor_log)]["process"] == "supervisor"

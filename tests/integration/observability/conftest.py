@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from devstack_cli import tools
+from devstack_cli.servers import victorialogs
 from devstack_cli.servers.observability import PACKAGES, program
 from tests.conftest import StackUnderTest, new_state_dir
 
@@ -72,6 +73,9 @@ def observed() -> Iterator[ObservedStack]:
     leaks: list[str] = []
     try:
         install_missing_programs(under_test.settings.state.logs / "setup.log")
+        # Built once into the per-user cache (minutes on a cold machine): before `up`, so that
+        # its launchers find it and `up`'s timeout is the stack's, not the build's.
+        victorialogs.build(under_test.settings.state.logs / "setup.log")
         under_test.up("--profile", PROFILE)
         yield ObservedStack(under_test, time.monotonic())
         leaks = leaks_in_logs(under_test)

@@ -57,11 +57,15 @@ def observability_urls(s: Settings, services: list[str]) -> dict[str, str]:
     if "prometheus" not in services:
         return {}
     base = f"http://127.0.0.1:{s.port(stack().service('prometheus').ports['http'])}"
-    return {
+    urls = {
         "dashboards": f"{base}/consoles/index.html",
         "prometheus": f"{base}/classic/graph",
         "targets": f"{base}/classic/targets",
     }
+    if "victorialogs" in services:
+        logs = s.port(stack().service("victorialogs").ports["http"])
+        urls["logs"] = f"http://127.0.0.1:{logs}/select/vmui/"
+    return urls
 
 
 def _consoles() -> tuple[Console, Console]:

@@ -27,6 +27,8 @@ MODULE_NAMES: dict[str, str] = {
     "mysqld_exporter": "mysqld_exporter",
     "redis_exporter": "redis_exporter",
     "prometheus": "prometheus",
+    "victorialogs": "victorialogs",
+    "vlagent": "vlagent",
 }
 
 

@@ -128,7 +128,7 @@ def scrape_configs(
     if "rabbitmq" in names and "prometheus" in table.service("rabbitmq").ports:
         rabbitmq = table.service("rabbitmq")
         jobs.append(_static("rabbitmq", f"127.0.0.1:{port(rabbitmq.ports['prometheus'])}"))
-    for exporter in ("postgres_exporter", "mysqld_exporter"):
+    for exporter in ("postgres_exporter", "mysqld_exporter", "victorialogs", "vlagent"):
         if exporter in names:
             service = table.service(exporter)
             jobs.append(_static(exporter, f"127.0.0.1:{port(service.ports['http'])}"))
