@@ -65,6 +65,7 @@ async function main(): Promise<void> {
     await stack.close();
     process.exit(3);
   }
+  stack.warmUp();
   logger.info(
     { http_port: api.httpPort, https_port: servers.length > 1 ? api.httpsPort : null, started_in_ms: Math.round(performance.now() - launched) },
     "app started",

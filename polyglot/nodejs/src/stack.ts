@@ -85,8 +85,6 @@ export class DevStack implements Stack {
   private tmpCaDir: string | undefined;
   private pools: Partial<Record<Dependency, ManagedPool<unknown>>> = {};
   private repositories = new Map<Backend, ItemRepository>();
-  /** The pools' first round trips, started by `start()` and not awaited by it. */
-  warming: Promise<void> = Promise.resolve();
   cache!: CacheService;
   cluster!: ClusterService;
   queues!: QueueService;
@@ -116,10 +114,6 @@ export class DevStack implements Stack {
       this.redis = new RedisPool(ctx);
       const rabbitmq = new RabbitPool(ctx);
       this.pools = { postgres, mysql, mongodb, redis: this.redis, rabbitmq };
-      // The pools warm up in the background, as the listeners open: a request that comes first
-      // waits for the same single-flight build, and a server down at start is logged by its pool
-      // and connected on first use either way (so `/health` answers as soon as the secrets are in).
-      this.warming = Promise.all(Object.values(this.pools).map((pool) => pool.start())).then(() => undefined);
       this.repositories = new Map<Backend, ItemRepository>([
         ["postgres", new PostgresItems(postgres)],
         ["mysql", new MySQLItems(mysql)],
@@ -146,6 +140,17 @@ export class DevStack implements Stack {
       throw error;
     }
     this.logger.info({ dependencies: DEPENDENCIES }, "devstack client started");
+  }
+
+  /**
+   * The pools' first round trips (their drivers imported then), in the background: called once
+   * the listeners are open, so `/health` answers without waiting for them. A request that comes
+   * first joins the same single-flight build; a server down at start is logged by its pool and
+   * connected on first use either way.
+   */
+  warmUp(): void {
+    // Each pool's start() logs its own failure and never rejects.
+    for (const pool of Object.values(this.pools)) void pool.start();
   }
 
   items(backend: Backend): ItemRepository {
