@@ -38,6 +38,9 @@ import (
 // requests (docs/polyglot/golang.md). The one process-wide setting, made here only.
 const gcPercent = 50
 
+// readHeaderTimeout bounds a request's head, and an HTTPS connection's TLS handshake.
+const readHeaderTimeout = 10 * time.Second
+
 func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
@@ -246,7 +249,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	newServer := func() *http.Server {
 		return &http.Server{
 			Handler:           svc.Handler,
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       120 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
@@ -256,7 +259,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr(cfg.HTTPPort), err)
 	}
-	servers, listeners = append(servers, newServer()), append(listeners, plain)
+	// net/http's own answer to a request it cannot parse becomes a problem document (httpapi/refused.go).
+	servers, listeners = append(servers, newServer()), append(listeners, httpapi.RefusedRequests(plain, log, readHeaderTimeout))
 	if cfg.TLSEnabled() {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
@@ -269,7 +273,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		srv := newServer()
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		servers = append(servers, srv)
-		listeners = append(listeners, tls.NewListener(secure, srv.TLSConfig))
+		listeners = append(listeners, httpapi.RefusedRequests(tls.NewListener(secure, srv.TLSConfig), log, readHeaderTimeout))
 	} else {
 		log.Warn("no TLS certificate configured: serving HTTP only", "port", cfg.HTTPPort)
 	}

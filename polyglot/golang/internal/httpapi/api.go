@@ -113,7 +113,7 @@ func New(d Deps, extra ...func(*gin.Engine)) http.Handler {
 	for _, f := range extra {
 		f(e)
 	}
-	return e
+	return refuseUnparsable(e, d.Log)
 }
 
 // handle registers a route under its contract template (GET also answers HEAD).
