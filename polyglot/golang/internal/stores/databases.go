@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -114,6 +116,7 @@ func NewPostgresPool(cfg config.Config, store *secrets.Store, trust *Trust, log 
 			var pg *pgconn.PgError
 			return errors.As(err, &pg) && strings.HasPrefix(pg.Code, "22")
 		},
+		Target: func(*vault.Secret) string { return ep.Addr() },
 		OnError: func(p *pgxpool.Pool, err error) {
 			var pg *pgconn.PgError
 			if !errors.As(err, &pg) {
@@ -280,7 +283,8 @@ func NewMySQLPool(cfg config.Config, store *secrets.Store, trust *Trust, log *sl
 			db.SetConnMaxIdleTime(300 * time.Second)
 			return db, nil
 		},
-		Close: func(db *sql.DB) { _ = db.Close() },
+		Close:  func(db *sql.DB) { _ = db.Close() },
+		Target: func(*vault.Secret) string { return ep.Addr() },
 		IsAuthError: func(err error) bool {
 			var me *mysql.MySQLError
 			return errors.As(err, &me) && me.Number == 1045
@@ -433,6 +437,17 @@ func (r *MySQLItems) Delete(ctx context.Context, id string) error {
 type MongoHandle struct {
 	Client   *mongo.Client
 	Database *mongo.Database
+	// unreachable: the driver's last heartbeat to the server failed. An operation then waits
+	// for server selection until its deadline; that timeout is an outage, not a slow server.
+	unreachable atomic.Bool
+}
+
+// heartbeats is a monitor keeping h.unreachable (one server: the connection is direct).
+func (h *MongoHandle) heartbeats() *event.ServerMonitor {
+	return &event.ServerMonitor{
+		ServerHeartbeatSucceeded: func(*event.ServerHeartbeatSucceededEvent) { h.unreachable.Store(false) },
+		ServerHeartbeatFailed:    func(*event.ServerHeartbeatFailedEvent) { h.unreachable.Store(true) },
+	}
 }
 
 // NewMongoPool is one mongo.Client (it pools connections itself), TLS verified.
@@ -453,12 +468,17 @@ func NewMongoPool(cfg config.Config, store *secrets.Store, trust *Trust, log *sl
 			if TLSEnabled(s) {
 				opts.SetTLSConfig(trust.Config(ep.Host))
 			}
+			h := &MongoHandle{}
+			opts.SetServerMonitor(h.heartbeats())
 			client, err := mongo.Connect(opts)
 			if err != nil {
 				return nil, err
 			}
-			return &MongoHandle{Client: client, Database: client.Database(str(s, "database"))}, nil
+			h.Client, h.Database = client, client.Database(str(s, "database"))
+			return h, nil
 		},
+		Target:           func(*vault.Secret) string { return ep.Addr() },
+		KnownUnreachable: func(h *MongoHandle) bool { return h.unreachable.Load() },
 		Close: func(h *MongoHandle) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()

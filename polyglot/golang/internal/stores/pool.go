@@ -9,7 +9,12 @@
 //     (unavailable), 504 (timeout) or 422 (the server refused the value), with a short reason;
 //   - a new version of the secret rebuilds the pool (the old one closes after a grace period);
 //     an authentication failure re-reads the secret at once (at most every two seconds);
-//   - connection errors drop broken connections, so the pool recovers by itself.
+//   - connection errors drop broken connections, so the pool recovers by itself;
+//   - the outage policy (docs/api.md, "Dependency outages"): once an operation failed as
+//     unavailable (or timed out while the driver knows its connection attempts fail), the
+//     dependency is down, and every operation first opens a TCP connection to its port:
+//     refused, 503 at once, without waiting for the driver's own timeouts; accepted, the
+//     operation runs, and its success ends the down state.
 package stores
 
 import (
@@ -112,6 +117,18 @@ func isNetTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// plainOrTLS is the address a client of dependency connects to: its TLS port when the secret
+// says tls_enabled, else its plain port (Redis and RabbitMQ keep one for tools).
+func plainOrTLS(cfg config.Config, dependency string) func(*vault.Secret) string {
+	ep := cfg.Endpoint(dependency)
+	return func(s *vault.Secret) string {
+		if TLSEnabled(s) {
+			return ep.Addr()
+		}
+		return config.Endpoint{Host: ep.Host, Port: config.DefaultPorts[dependency] + cfg.PortOffset}.Addr()
+	}
+}
+
 // Driver is what each dependency provides to its pool.
 type Driver[C any] struct {
 	Name  string
@@ -125,6 +142,12 @@ type Driver[C any] struct {
 	IsDataError func(error) bool
 	// OnError is called after a backend error, to drop broken connections.
 	OnError func(C, error)
+	// Target is the host:port the client built from the secret connects to, checked with a
+	// TCP connection while the dependency is down (nil: no check).
+	Target func(*vault.Secret) string
+	// KnownUnreachable: the client itself knows its attempts to reach the server fail, so a
+	// timeout is an outage, not a slow server (the MongoDB driver's server selection).
+	KnownUnreachable func(C) bool
 }
 
 // Pool is a managed client; safe for concurrent use.
@@ -141,6 +164,7 @@ type Pool[C any] struct {
 	rebuildWanted bool
 	nextRebuild   time.Time
 	closed        bool
+	down          bool // the outage policy's down state
 	Rebuilds      int
 }
 
@@ -234,19 +258,82 @@ func (p *Pool[C]) onSecret(s *vault.Secret) {
 }
 
 // Run performs one operation on the pool's client within OPERATION_TIMEOUT, errors translated.
+// While the dependency is down, the operation runs only if its port accepts a connection.
 func Run[C, T any](ctx context.Context, p *Pool[C], what string, fn func(context.Context, C) (T, error)) (T, error) {
 	var zero T
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.OperationTimeout)
 	defer cancel()
+	if p.Down() {
+		if err := p.reachable(ctx, what); err != nil {
+			return zero, err
+		}
+	}
 	client, err := p.Client(ctx)
 	if err != nil {
-		return zero, p.translate(ctx, what, err, client, false)
+		return zero, p.failed(p.translate(ctx, what, err, client, false), client, false)
 	}
 	value, err := fn(ctx, client)
 	if err != nil {
-		return zero, p.translate(ctx, what, err, client, true)
+		return zero, p.failed(p.translate(ctx, what, err, client, true), client, true)
 	}
+	p.setDown(false)
 	return value, nil
+}
+
+// Down reports whether the dependency is down (the outage policy).
+func (p *Pool[C]) Down() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.down
+}
+
+func (p *Pool[C]) setDown(down bool) {
+	p.mu.Lock()
+	changed := p.down != down
+	p.down = down
+	p.mu.Unlock()
+	if changed && down {
+		p.log.Warn("dependency down: operations check its port first", "dependency", p.d.Name)
+	} else if changed {
+		p.log.Info("dependency reachable again", "dependency", p.d.Name)
+	}
+}
+
+// failed marks the dependency down when err (translated) says it is unavailable, or timed out
+// while the client knows it cannot reach the server.
+func (p *Pool[C]) failed(err error, client C, hasClient bool) error {
+	dep, ok := apperr.AsDependency(err)
+	if !ok || dep.Dependency != p.d.Name {
+		return err
+	}
+	if !dep.Timeout || (hasClient && p.d.KnownUnreachable != nil && p.d.KnownUnreachable(client)) {
+		p.setDown(true)
+	}
+	return err
+}
+
+// reachable opens (and closes) a TCP connection to the dependency's port, within
+// CONNECT_TIMEOUT: refused or not answered, the dependency is unavailable now.
+func (p *Pool[C]) reachable(ctx context.Context, what string) error {
+	if p.d.Target == nil {
+		return nil
+	}
+	secret, err := p.secrets.Get(ctx, p.d.Name) // cached: no Vault call
+	if err != nil {
+		return err
+	}
+	dialCtx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
+	defer cancel()
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(dialCtx, "tcp", p.d.Target(secret))
+	if err != nil {
+		if ctx.Err() != nil { // the operation's own time ran out first
+			return apperr.Timeout(p.d.Name, fmt.Sprintf("%s timed out after %gs", what, p.cfg.OperationTimeout.Seconds()), err)
+		}
+		return apperr.Unavailable(p.d.Name, what+": "+Describe(err), err)
+	}
+	_ = conn.Close()
+	return nil
 }
 
 func (p *Pool[C]) translate(ctx context.Context, what string, err error, client C, hasClient bool) error {

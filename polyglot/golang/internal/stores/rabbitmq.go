@@ -76,7 +76,7 @@ func (r *Rabbit) release(c *channel, failed bool) {
 
 // NewRabbitPool connects over AMQPS to the secret's vhost, TLS verified.
 func NewRabbitPool(cfg config.Config, store *secrets.Store, trust *Trust, log *slog.Logger) *Pool[*Rabbit] {
-	ep := cfg.Endpoint("rabbitmq")
+	ep, target := cfg.Endpoint("rabbitmq"), plainOrTLS(cfg, "rabbitmq")
 	return NewPool(Driver[*Rabbit]{
 		Name: "rabbitmq",
 		Build: func(_ context.Context, s *vault.Secret) (*Rabbit, error) {
@@ -90,20 +90,21 @@ func NewRabbitPool(cfg config.Config, store *secrets.Store, trust *Trust, log *s
 				Dial:       amqp.DefaultDial(cfg.ConnectTimeout),
 				Properties: amqp.Table{"connection_name": "devstack_golang"},
 			}
-			scheme, port := "amqp", config.DefaultPorts["rabbitmq"]+cfg.PortOffset
+			scheme := "amqp"
 			if TLSEnabled(s) {
-				scheme, port = "amqps", ep.Port
+				scheme = "amqps"
 				conf.TLSClientConfig = trust.Config(ep.Host)
 			}
-			url := scheme + "://" + config.Endpoint{Host: ep.Host, Port: port}.Addr() + "/"
+			url := scheme + "://" + target(s) + "/"
 			conn, err := amqp.DialConfig(url, conf)
 			if err != nil {
 				return nil, err
 			}
 			return &Rabbit{conn: conn, max: cfg.ChannelPoolSize}, nil
 		},
-		Close: func(r *Rabbit) { _ = r.conn.Close() },
-		Alive: func(r *Rabbit) bool { return !r.conn.IsClosed() },
+		Close:  func(r *Rabbit) { _ = r.conn.Close() },
+		Alive:  func(r *Rabbit) bool { return !r.conn.IsClosed() },
+		Target: target,
 		IsAuthError: func(err error) bool {
 			var ae *amqp.Error
 			return (errors.As(err, &ae) && ae.Code == amqp.AccessRefused) || strings.Contains(err.Error(), "ACCESS_REFUSED")

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -23,12 +26,12 @@ import (
 // NewRedisPool is a cluster-aware client: it follows MOVED/ASK and reaches every master over
 // TLS (the TLS ports), verified against the stack's CA.
 func NewRedisPool(cfg config.Config, store *secrets.Store, trust *Trust, log *slog.Logger) *Pool[*redis.ClusterClient] {
-	ep := cfg.Endpoint("redis")
+	target := plainOrTLS(cfg, "redis")
 	return NewPool(Driver[*redis.ClusterClient]{
 		Name: "redis",
 		Build: func(_ context.Context, s *vault.Secret) (*redis.ClusterClient, error) {
 			opts := &redis.ClusterOptions{
-				Addrs:           []string{ep.Addr()},
+				Addrs:           []string{target(s)},
 				Username:        str(s, "user"),
 				Password:        str(s, "password"),
 				DialTimeout:     cfg.ConnectTimeout,
@@ -44,12 +47,11 @@ func NewRedisPool(cfg config.Config, store *secrets.Store, trust *Trust, log *sl
 			if TLSEnabled(s) {
 				// No ServerName: each node is verified under the address it announces.
 				opts.TLSConfig = trust.Config("")
-			} else {
-				opts.Addrs = []string{config.Endpoint{Host: ep.Host, Port: config.DefaultPorts["redis"] + cfg.PortOffset}.Addr()}
 			}
 			return redis.NewClusterClient(opts), nil
 		},
-		Close: func(c *redis.ClusterClient) { _ = c.Close() },
+		Close:  func(c *redis.ClusterClient) { _ = c.Close() },
+		Target: target,
 		IsAuthError: func(err error) bool {
 			msg := err.Error()
 			return strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH")
@@ -161,17 +163,53 @@ func NewCluster(pool *Pool[*redis.ClusterClient]) *Cluster { return &Cluster{poo
 // Probe is the health check: CLUSTER INFO says ok and every master answers PING.
 func (c *Cluster) Probe(ctx context.Context) (state string, err error) {
 	return Run(ctx, c.pool, "health", func(ctx context.Context, rc *redis.ClusterClient) (string, error) {
-		info, err := rc.ClusterInfo(ctx).Result()
-		if err != nil {
+		attempts := rc.Options().PoolSize + 1
+		var info string
+		if err := againOnBrokenConn(ctx, attempts, func() (err error) {
+			info, err = rc.ClusterInfo(ctx).Result()
+			return err
+		}); err != nil {
 			return "", err
 		}
 		if err := rc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			return node.Ping(ctx).Err()
+			return againOnBrokenConn(ctx, attempts, func() error { return node.Ping(ctx).Err() })
 		}); err != nil {
 			return "", err
 		}
 		return parseFields(info)["cluster_state"], nil
 	})
+}
+
+// againOnBrokenConn runs call until it does not fail on a connection that was already open,
+// at most attempts times (a pool's size plus one).
+//
+// After a master was killed and restarted, its pool still holds the connections to the old
+// process. go-redis does not check an idle TLS connection before it hands it out (its check
+// reads the socket of plain TCP only), and a cluster's node clients do not retry (the
+// cluster's MaxRetries is off; its own commands retry through MOVED/ASK handling). So a PING
+// sent to the master directly failed on one dead connection per call, and the health check
+// stayed unavailable, long after the master was back, until every dead connection had been
+// used once, while the cache routes worked. Each failure here removes that connection from
+// the pool; a new connection that cannot be dialled (the master is down), a server's error
+// or the deadline ends the loop with that answer.
+func againOnBrokenConn(ctx context.Context, attempts int, call func() error) error {
+	var err error
+	for range max(attempts, 1) {
+		if err = call(); err == nil || !brokenConn(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// brokenConn: err is the failure of an open connection (its peer is gone), not of a dial.
+func brokenConn(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Op == "read" || op.Op == "write"
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // Nodes is every node the cluster knows, sorted by address.
