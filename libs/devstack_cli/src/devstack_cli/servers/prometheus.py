@@ -127,7 +127,9 @@ def scrape_configs(
         )
     if "rabbitmq" in names and "prometheus" in table.service("rabbitmq").ports:
         rabbitmq = table.service("rabbitmq")
-        jobs.append(_static("rabbitmq", f"127.0.0.1:{port(rabbitmq.ports['prometheus'])}"))
+        # Per object: one series per queue (the queues dashboard), a few hundred on a dev stack.
+        target = f"127.0.0.1:{port(rabbitmq.ports['prometheus'])}"
+        jobs.append(_static("rabbitmq", target, metrics_path="/metrics/per-object"))
     for exporter in ("postgres_exporter", "mysqld_exporter", "victorialogs", "vlagent"):
         if exporter in names:
             service = table.service(exporter)
