@@ -54,7 +54,8 @@ def smoke(stack: StackUnderTest, tmp_path_factory: pytest.TempPathFactory) -> di
 
 def test_every_implementation_that_is_up_runs_every_scenario(smoke: dict[str, Any]) -> None:
     report = smoke["report"]
-    assert report["schema"] == 1 and report["mode"] == "smoke"
+    assert report["schema"] == 1
+    assert report["mode"] == "smoke"
     assert report["errors"] == []
     assert set(smoke["apis"]) <= set(report["targets"])
     assert set(BASELINES) <= set(report["targets"])
@@ -76,7 +77,8 @@ def test_every_implementation_that_is_up_runs_every_scenario(smoke: dict[str, An
         )
         lat = run["latency_ms"]
         assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["max"], key
-        assert run["cpu_seconds"] >= 0 and run["cpu_seconds_per_1000_requests"] >= 0, key
+        assert run["cpu_seconds"] >= 0, key
+        assert run["cpu_seconds_per_1000_requests"] >= 0, key
         assert set(run["socket_errors"]) == {"connect", "read", "write", "timeout"}
 
 
@@ -85,8 +87,10 @@ def test_memory_start_up_ceilings_and_the_machine_are_recorded(
 ) -> None:
     report = smoke["report"]
     for name, target in report["targets"].items():
-        assert target["rss_mb"]["idle"] > 0 and target["rss_mb"]["after_run"] > 0, name
-        assert target["startup_s"]["runs"] and all(t > 0 for t in target["startup_s"]["runs"])
+        assert target["rss_mb"]["idle"] > 0, name
+        assert target["rss_mb"]["after_run"] > 0, name
+        assert target["startup_s"]["runs"]
+        assert all(t > 0 for t in target["startup_s"]["runs"])
         assert target["startup_s"]["median"] > 0, name
     for api in smoke["apis"]:
         assert report["targets"][api]["implementation"] == api
@@ -96,13 +100,17 @@ def test_memory_start_up_ceilings_and_the_machine_are_recorded(
         assert sorted(r["connections"] for r in rows) == list(SMOKE_CONNECTIONS), tool
         assert all(r["requests_per_second"] > 0 for r in rows), tool
     machine = report["machine"]
-    assert machine["cores"] >= 1 and machine["kernel"] and machine["cpu_model"]
-    assert report["versions"]["wrk"] and report["versions"]["redis"]
+    assert machine["cores"] >= 1
+    assert machine["kernel"]
+    assert machine["cpu_model"]
+    assert report["versions"]["wrk"]
+    assert report["versions"]["redis"]
     assert len(report["commit"]) >= 7
     assert report["stack"]["port_offset"] == stack.port_offset
     # Nothing of the machine's paths goes into a file meant to be committed.
     text = (smoke["folder"] / "results.json").read_text()
-    assert str(stack.state_dir) not in text and str(Path.home()) not in text
+    assert str(stack.state_dir) not in text
+    assert str(Path.home()) not in text
 
 
 def test_markdown_and_charts_are_written(smoke: dict[str, Any]) -> None:
@@ -112,13 +120,16 @@ def test_markdown_and_charts_are_written(smoke: dict[str, Any]) -> None:
         assert f"| {name} |" in markdown
     for scenario in SCENARIOS:
         assert f"| {scenario} |" in markdown
-    assert "## Ceilings" in markdown and "## Memory and start-up" in markdown
-    assert "## Headlines" in markdown and "answers other than 2xx" in markdown
+    assert "## Ceilings" in markdown
+    assert "## Memory and start-up" in markdown
+    assert "## Headlines" in markdown
+    assert "answers other than 2xx" in markdown
     for chart in CHARTS:
         data = (folder / chart).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", chart
         width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
-        assert width > 300 and height > 200, chart
+        assert width > 300, chart
+        assert height > 200, chart
     # The summary table is printed at the end.
     assert "requests/s (p99 ms)" in smoke["stdout"]
 
@@ -145,18 +156,21 @@ def test_the_run_leaves_the_stack_as_it_found_it(
 def test_compare_flags_a_regression(smoke: dict[str, Any], tmp_path: Path) -> None:
     report = smoke["report"]
     same_rows, same_regressions = compare(report, report, 10)
-    assert same_rows and not same_regressions
+    assert same_rows
+    assert not same_regressions
     worse = copy.deepcopy(report)
     worse["results"][0]["requests_per_second"] /= 2
     rows, regressions = compare(report, worse, 10)
-    assert len(regressions) == 1 and "requests/s" in regressions[0]
+    assert len(regressions) == 1
+    assert "requests/s" in regressions[0]
     assert len(rows) == len(same_rows)
     old, new = tmp_path / "old.json", tmp_path / "new.json"
     old.write_text(json.dumps(report))
     new.write_text(json.dumps(worse))
     result = cli(tmp_path, "bench", "--compare", str(old), "--against", str(new))
     assert result.returncode == 0, result.stderr
-    assert "REGRESSION" in result.stdout and "1 regression" in result.stdout
+    assert "REGRESSION" in result.stdout
+    assert "1 regression" in result.stdout
 
 
 def test_https_loads_the_tls_ports(
@@ -246,7 +260,8 @@ def cli(state_dir: Path, *args: str, offset: int = 0) -> subprocess.CompletedPro
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:"), result.stderr
     return lines[0]
 
 

@@ -11,9 +11,11 @@ def test_vault_creds_masks_the_password_unless_revealed(stack: StackUnderTest) -
     masked = stack.cli("vault", "creds", "mysql")
     assert masked.returncode == 0, masked.stderr
     assert password not in masked.stdout
-    assert "********" in masked.stdout and "devstack" in masked.stdout
+    assert "********" in masked.stdout
+    assert "devstack" in masked.stdout
     revealed = stack.cli("vault", "creds", "mysql", "--reveal")
-    assert revealed.returncode == 0 and password in revealed.stdout
+    assert revealed.returncode == 0
+    assert password in revealed.stdout
 
 
 def test_vault_status_and_ca(stack: StackUnderTest) -> None:

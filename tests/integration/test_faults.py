@@ -148,7 +148,8 @@ def test_vault_killed_comes_back_unsealed(stack: StackUnderTest) -> None:
         "Vault to be replaced, unsealed and healthy",
     )
     status = stack.cli("vault", "status")
-    assert status.returncode == 0 and "sealed       False" in status.stdout
+    assert status.returncode == 0
+    assert "sealed       False" in status.stdout
     assert stack.creds("postgres")["password"]
     log = stack.settings.state.log_file("vault-bootstrap").read_text()
     assert log.count("unsealing Vault") >= 2

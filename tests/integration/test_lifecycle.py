@@ -53,7 +53,8 @@ async def write_and_read(s: StackUnderTest, value: str | None) -> str:
             await cluster.set("kept", value)
         in_postgres = await conn.fetchval("SELECT value FROM kept LIMIT 1")
         in_redis = await cluster.get("kept")
-        assert in_redis is not None and in_redis.decode() == in_postgres
+        assert in_redis is not None
+        assert in_redis.decode() == in_postgres
         return str(in_postgres)
     finally:
         await conn.close()
@@ -70,7 +71,8 @@ async def test_lifecycle(own_stack: StackUnderTest) -> None:
 
     again = s.cli("up", "--profile", "minimal")
     assert again.returncode == 0
-    assert "already running" in again.stdout and "nothing to do" in again.stdout
+    assert "already running" in again.stdout
+    assert "nothing to do" in again.stdout
 
     pids = [
         p["pid"]
@@ -80,7 +82,8 @@ async def test_lifecycle(own_stack: StackUnderTest) -> None:
     ]
     ports = [port for svc in s.status()["services"].values() for port in svc["ports"].values()]
     down = s.cli("down")
-    assert down.returncode == 0 and "stopped" in down.stdout
+    assert down.returncode == 0
+    assert "stopped" in down.stdout
     assert s.status()["running"] is False
     await asyncio.sleep(0.5)
     assert [pid for pid in pids if pid_alive(pid)] == []
@@ -118,7 +121,8 @@ def test_reset_removes_all_state(own_stack: StackUnderTest) -> None:
     s = own_stack
     s.state_dir.mkdir(exist_ok=True)
     refused = s.cli("reset")  # no terminal to confirm on
-    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert refused.returncode == 2
+    assert "--yes" in refused.stderr
     assert s.state_dir.exists()
     result = s.cli("reset", "--yes")
     assert result.returncode == 0
@@ -183,7 +187,8 @@ async def test_a_killed_supervisor_leaves_nothing_running(own_stack: StackUnderT
     os.kill(supervisor, signal.SIGKILL)
     await wait_until_gone(found)
     report = s.status()
-    assert report["running"] is False and report["orphans"] == []
+    assert report["running"] is False
+    assert report["orphans"] == []
     assert s.cli("down").stdout.strip() == "the stack is not running"
     again = s.up("--profile", "minimal")  # no port is held by what the dead supervisor ran
     assert "services healthy" in again.stdout
@@ -199,7 +204,8 @@ def test_down_never_signals_the_process_a_stale_pid_file_names(
     try:
         s.settings.state.supervisor_pid.write_text(f"{stranger.pid}\n")
         result = s.cli("down", timeout=60)
-        assert result.returncode == 0 and "not running" in result.stdout
+        assert result.returncode == 0
+        assert "not running" in result.stdout
         assert stranger.poll() is None, "down signalled a process that is not the stack's"
     finally:
         stranger.kill()
@@ -226,7 +232,8 @@ def test_two_ups_at_once_one_wins_and_nothing_is_invisible(
     found = stack_processes(s)
     assert s.cli("down").returncode == 0
     assert still_running(found) == []
-    assert s.status()["running"] is False and s.status()["orphans"] == []
+    assert s.status()["running"] is False
+    assert s.status()["orphans"] == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL under another account")
@@ -242,11 +249,13 @@ def test_up_works_from_a_folder_other_accounts_cannot_enter() -> None:
         link = private.state_dir / "postgres"
         assert link.is_symlink()
         outside = link.resolve()
-        assert not outside.is_relative_to(home) and (outside / "data" / "PG_VERSION").exists()
+        assert not outside.is_relative_to(home)
+        assert (outside / "data" / "PG_VERSION").exists()
         assert private.status()["services"]["pgbouncer"]["state"] == "healthy"
         result = private.cli("reset", "--yes")
         assert result.returncode == 0, result.stderr
-        assert not private.state_dir.exists() and not outside.exists()
+        assert not private.state_dir.exists()
+        assert not outside.exists()
     finally:
         private.cli("reset", "--yes")
         shutil.rmtree(home, ignore_errors=True)

@@ -132,7 +132,8 @@ async def test_mongodb_tls_with_approle_credentials(stack: StackUnderTest) -> No
         collection = client["devstack"]["tls_probe"]
         inserted = await collection.insert_one({"hello": "tls"})
         found = await collection.find_one({"_id": inserted.inserted_id})
-        assert found is not None and found["hello"] == "tls"
+        assert found is not None
+        assert found["hello"] == "tls"
     finally:
         await client.close()
 
@@ -216,7 +217,8 @@ async def test_rabbitmq_tls_with_approle_credentials(stack: StackUnderTest) -> N
             aio_pika.Message(b"over tls"), routing_key=queue.name
         )
         message = await queue.get(timeout=5)
-        assert message is not None and message.body == b"over tls"
+        assert message is not None
+        assert message.body == b"over tls"
         await message.ack()
     finally:
         await connection.close()
@@ -345,6 +347,7 @@ def test_every_listening_port_is_on_loopback(stack: StackUnderTest) -> None:
         if c.status == psutil.CONN_LISTEN and c.pid in pids
     ]
     ports = {port for _, _, port in listening}
-    assert stack.port("rabbitmq", "dist") in ports and stack.port("mongodb", "debug") in ports
+    assert stack.port("rabbitmq", "dist") in ports
+    assert stack.port("mongodb", "debug") in ports
     exposed = [entry for entry in listening if entry[1] not in ("127.0.0.1", "::1")]
     assert exposed == []

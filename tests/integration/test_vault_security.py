@@ -39,7 +39,8 @@ def test_each_approle_reads_exactly_what_the_table_allows(stack: StackUnderTest,
 
 def test_the_matrix_is_not_vacuous() -> None:
     """Every server's own secret is denied to every other server that does not depend on it."""
-    assert len(ROLES) >= 9 and len(ALL_SECRETS) >= 8
+    assert len(ROLES) >= 9
+    assert len(ALL_SECRETS) >= 8
     apis = [s for s in TABLE.services.values() if s.kind == "api"]
     for api in apis:
         assert not set(api.readable_secrets()) & set(ADMIN_SECRETS)
@@ -68,11 +69,13 @@ def test_no_policy_grants_a_wildcard_on_secrets(stack: StackUnderTest) -> None:
 def test_approle_tokens_have_the_documented_ttls(stack: StackUnderTest) -> None:
     with stack.login("postgres") as vault:
         token = vault.call("GET", "auth/token/lookup-self")["data"]  # type: ignore[index]
-    assert token["ttl"] <= 3600 and token["ttl"] > 3500
+    assert token["ttl"] <= 3600
+    assert token["ttl"] > 3500
     assert token["policies"] == ["default", "postgres"]
     with Vault.for_settings(stack.settings, stack.root_token()) as root:
         role = root.call("GET", "auth/approle/role/postgres")["data"]  # type: ignore[index]
-    assert role["token_ttl"] == 3600 and role["token_max_ttl"] == 86400
+    assert role["token_ttl"] == 3600
+    assert role["token_max_ttl"] == 86400
 
 
 def test_credential_files_are_private(stack: StackUnderTest) -> None:
@@ -105,7 +108,8 @@ def test_no_process_holds_the_root_token(stack: StackUnderTest) -> None:
         scanned.add(int(entry.name))
         assert token not in environ, f"pid {entry.name} has the root token in its environment"
         assert token not in cmdline, f"pid {entry.name} has the root token in its arguments"
-    assert stack_pids and stack_pids <= scanned, "the stack's own processes were not scanned"
+    assert stack_pids, "no process of the stack was found"
+    assert stack_pids <= scanned, "the stack's own processes were not scanned"
     for path in stack.state_dir.rglob("*"):
         if path.is_file() and path != stack.settings.state.vault_init:
             if path.stat().st_size > 1_000_000:
@@ -135,7 +139,8 @@ def test_bootstrap_replaces_a_secret_id_that_no_longer_logs_in(stack: StackUnder
     assert result.returncode == 0, result.stderr
     assert f"{role}: its secret-id no longer logs in" in result.stdout
     fresh = secret_file.read_text().strip()
-    assert fresh != dead and secret_file.stat().st_mode & 0o777 == 0o600
+    assert fresh != dead
+    assert secret_file.stat().st_mode & 0o777 == 0o600
     with stack.login(role) as vault:  # the new one logs in
         assert vault.call("GET", "auth/token/lookup-self")["data"]["policies"] == [  # type: ignore[index]
             "default",
@@ -153,9 +158,13 @@ def test_rotate_secret_id_replaces_and_destroys(stack: StackUnderTest) -> None:
     result = stack.cli("vault", "rotate-secret-id", role)
     assert result.returncode == 0, result.stderr
     new = secret_file.read_text().strip()
-    assert new != old and old not in result.stdout + result.stderr and new not in result.stdout
-    assert not secret_id_known(stack, role, old) and secret_id_known(stack, role, new)
+    assert new != old
+    assert old not in result.stdout + result.stderr
+    assert new not in result.stdout
+    assert not secret_id_known(stack, role, old)
+    assert secret_id_known(stack, role, new)
     with stack.login(role) as vault:
         assert vault.call("GET", "auth/token/lookup-self")
     unknown = stack.cli("vault", "rotate-secret-id", "nosuch")
-    assert unknown.returncode == 2 and "unknown service 'nosuch'" in unknown.stderr
+    assert unknown.returncode == 2
+    assert "unknown service 'nosuch'" in unknown.stderr

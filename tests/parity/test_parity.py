@@ -340,7 +340,8 @@ async def test_generated_request_ids_are_uuid4_and_unique(
 ) -> None:
     for name, client in clients.items():
         ids = {(await client.get("/health")).headers["x-request-id"] for _ in range(5)}
-        assert len(ids) == 5 and all(UUID4.match(i) for i in ids), (name, ids)
+        assert len(ids) == 5, (name, ids)
+        assert all(UUID4.match(i) for i in ids), (name, ids)
 
 
 # --- service info, health and metrics ---

@@ -23,7 +23,8 @@ SPEC = ROOT / "openapi" / "devstack.yaml"
 @pytest.fixture(scope="module")
 def generate() -> ModuleType:
     spec = importlib.util.spec_from_file_location("api_first_generate", GENERATE)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -60,7 +61,9 @@ def changed_spec(tmp_path: Path) -> Path:
         .replace("A new item. Unknown", "A new item at all. Unknown", 1)
         .replace("        default: 20\n", "        default: 25\n", 1)
     )
-    assert "version, changed" in changed and "at all" in changed and "default: 25" in changed
+    assert "version, changed" in changed
+    assert "at all" in changed
+    assert "default: 25" in changed
     path = tmp_path / "devstack.yaml"
     path.write_text(changed, encoding="utf-8")
     return path
@@ -77,4 +80,5 @@ def test_the_operations_check_fails_when_the_contract_changes(
 ) -> None:
     assert generate.run_operations(check=True, spec=changed_spec) == 1
     out = capsys.readouterr().out
-    assert "default=25" in out and "A new item at all" in out
+    assert "default=25" in out
+    assert "A new item at all" in out

@@ -341,7 +341,8 @@ async def test_create_item_answers_201_with_location(
     assert response.status_code == 201
     body = response.json()
     assert response.headers["Location"] == f"/examples/postgres/items/{body['id']}"
-    assert body["quantity"] == 0 and body["created_at"].startswith("2025-01-31T12:00:00")
+    assert body["quantity"] == 0
+    assert body["created_at"].startswith("2025-01-31T12:00:00")
     assert stack.postgres_items.created == [ItemCreate(name="widget", quantity=0)]
 
 
@@ -389,7 +390,8 @@ async def test_degraded_health_is_a_503_report_with_retry_after(client: httpx.As
 
 async def test_one_healthy_service_is_200_and_an_unknown_one_404(client: httpx.AsyncClient) -> None:
     healthy = await client.get("/health/postgres")
-    assert healthy.status_code == 200 and "Retry-After" not in healthy.headers
+    assert healthy.status_code == 200
+    assert "Retry-After" not in healthy.headers
     assert healthy.json()["checks"] == {
         "postgres": {"status": "healthy", "latency_ms": 1.5, "error": None}
     }
@@ -435,4 +437,5 @@ async def test_a_204_has_no_body_and_no_content_type(
     await client.put("/examples/cache/gone", json={"value": "v"})
     response = await client.delete("/examples/cache/gone")
     assert response.status_code == 204
-    assert response.content == b"" and "content-type" not in response.headers
+    assert response.content == b""
+    assert "content-type" not in response.headers

@@ -55,8 +55,11 @@ def test_bad_input_exits_2_with_one_line(
 
 def test_commands_on_a_stopped_stack_say_how_to_start_it(tmp_path: Path) -> None:
     health = devstack(tmp_path, "health")
-    assert health.returncode == 1 and "./devstack up" in health.stderr
+    assert health.returncode == 1
+    assert "./devstack up" in health.stderr
     status = devstack(tmp_path, "status")
-    assert status.returncode == 0 and "not running" in status.stdout
+    assert status.returncode == 0
+    assert "not running" in status.stdout
     down = devstack(tmp_path, "down")
-    assert down.returncode == 0 and "not running" in down.stdout
+    assert down.returncode == 0
+    assert "not running" in down.stdout

@@ -513,7 +513,8 @@ def test_masking_rule_is_stated_once_and_holds(spec: Spec) -> None:
     # The stack's own secrets: their generated password is masked, their other keys are not.
     services = tomllib.loads(SERVICES_PATH.read_text(encoding="utf-8"))["services"]
     plain = {k for svc in services.values() for k in svc.get("secret", {})}
-    assert masked("password") and not [k for k in plain if masked(k)], (
+    assert masked("password")
+    assert not [k for k in plain if masked(k)], (
         f"the stack's plain secret keys {sorted(plain)} must stay visible, password masked"
     )
     for key in ("db_password", "dbPassword", "api_key", "client_token", "private_key", "secret_id"):
@@ -522,7 +523,8 @@ def test_masking_rule_is_stated_once_and_holds(spec: Spec) -> None:
 
 def _render_docs() -> ModuleType:
     module_spec = importlib.util.spec_from_file_location("render_docs", RENDER_DOCS_PATH)
-    assert module_spec is not None and module_spec.loader is not None
+    assert module_spec is not None
+    assert module_spec.loader is not None
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module

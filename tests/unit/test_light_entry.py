@@ -73,4 +73,5 @@ def test_other_commands_still_reach_the_full_command_line(tmp_path: Path) -> Non
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 2 and "No such option" in result.stderr
+    assert result.returncode == 2
+    assert "No such option" in result.stderr

@@ -59,7 +59,8 @@ def test_prometheus_scrapes_every_api_and_server_of_the_profile_on_loopback() ->
 def test_vault_is_scraped_with_a_token_file_never_a_token() -> None:
     vault = jobs("observability")["vault"]
     assert vault["authorization"] == {"credentials_file": "/state/prometheus/vault-token"}
-    assert "hvs." not in json.dumps(vault) and "s." not in json.dumps(vault["authorization"])
+    assert "hvs." not in json.dumps(vault)
+    assert "s." not in json.dumps(vault["authorization"])
 
 
 def test_redis_nodes_are_targets_of_one_exporter() -> None:
@@ -92,7 +93,8 @@ def test_each_exporter_policy_reads_its_own_secret_and_prometheus_reads_metrics(
         assert f'path "secret/data/{name}"' in policy
         assert "sys/metrics" not in policy
     prometheus = render_policy(TABLE.service("prometheus"))
-    assert 'path "sys/metrics"' in prometheus and "secret/data" not in prometheus
+    assert 'path "sys/metrics"' in prometheus
+    assert "secret/data" not in prometheus
 
 
 def test_the_monitoring_accounts_get_only_monitoring_grants() -> None:

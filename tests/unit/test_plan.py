@@ -41,7 +41,8 @@ def test_standard_plan_orders_everything_after_the_vault_bootstrap(settings: Set
     assert plan.process("vault-bootstrap").depends_on == {"vault": "started"}
     assert plan.process("pgbouncer").depends_on["postgres"] == "healthy"
     cluster = plan.process("redis-cluster")
-    assert cluster.one_shot and set(cluster.depends_on) == {"redis-1", "redis-2", "redis-3"}
+    assert cluster.one_shot
+    assert set(cluster.depends_on) == {"redis-1", "redis-2", "redis-3"}
     assert plan.process("postgres").stop_signal == "SIGINT"
     for app in ("code_first", "api_first"):
         # the APIs start once every data service has started (they connect lazily) and the
@@ -75,7 +76,8 @@ def test_minimal_plan_has_no_standard_only_server(settings: Settings) -> None:
 def test_no_secret_reaches_the_plan(settings: Settings) -> None:
     """The plan is saved in the state folder: it holds commands, never credentials."""
     text = render_plan(settings, "standard").model_dump_json()
-    assert "password" not in text.lower() and "token" not in text.lower()
+    assert "password" not in text.lower()
+    assert "token" not in text.lower()
 
 
 def spec(name: str, **deps: str) -> ProcessSpec:

@@ -36,7 +36,8 @@ def test_rabbitmq_password_hash_is_salted_sha256() -> None:
     salt = b"\x01\x02\x03\x04"
     encoded = password_hash("secret", salt)
     raw = base64.b64decode(encoded)
-    assert raw[:4] == salt and raw[4:] == hashlib.sha256(salt + b"secret").digest()
+    assert raw[:4] == salt
+    assert raw[4:] == hashlib.sha256(salt + b"secret").digest()
     assert password_hash("secret") != password_hash("secret")  # a new salt each time
 
 
@@ -46,7 +47,8 @@ def test_rabbitmq_definitions_hold_no_plain_password() -> None:
         {"user": "adm", "password": "pw-adm"},
     )
     text = repr(defs)
-    assert "pw-app" not in text and "pw-adm" not in text
+    assert "pw-app" not in text
+    assert "pw-adm" not in text
     assert {"name": "dev_vhost"} in defs["vhosts"]  # type: ignore[operator]
 
 

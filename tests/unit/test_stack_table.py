@@ -134,7 +134,8 @@ def test_policies_grant_exactly_the_readable_secrets() -> None:
     policy = render_policy(TABLE.service("pgbouncer"))
     assert 'path "secret/data/postgres"' in policy
     assert 'path "pki_int/issue/pgbouncer"' in policy
-    assert "admin/" not in policy and "*" not in policy
+    assert "admin/" not in policy
+    assert "*" not in policy
     postgres = render_policy(TABLE.service("postgres"))
     assert 'path "secret/data/admin/postgres"' in postgres
     for api in ("code_first", "api_first"):
@@ -154,8 +155,10 @@ def test_no_application_reads_an_admin_secret() -> None:
 def test_generated_secrets_are_long_and_distinct() -> None:
     first = application_secret(TABLE.service("postgres"))
     second = application_secret(TABLE.service("postgres"))
-    assert len(first["password"]) >= 25 and first["password"] != second["password"]
-    assert first["user"] == "devstack" and first["database"] == "devstack"
+    assert len(first["password"]) >= 25
+    assert first["password"] != second["password"]
+    assert first["user"] == "devstack"
+    assert first["database"] == "devstack"
     assert first["tls_enabled"] is True
     assert application_secret(TABLE.service("rabbitmq"))["vhost"] == "dev_vhost"
 
@@ -187,11 +190,13 @@ def test_the_port_offset_range_is_documented_and_enforced() -> None:
         for base in s.ports.values()
         for i in range(s.instances)
     )
-    assert f"{highest} + N" in readme and highest + high < 49152
+    assert f"{highest} + N" in readme
+    assert highest + high < 49152
     refused = subprocess.run(
         [sys.executable, "-m", "devstack_cli", "status"],
         env={"DEVSTACK_PORT_OFFSET": str(high + 1), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
     )
-    assert refused.returncode == 2 and "DEVSTACK_PORT_OFFSET" in refused.stderr
+    assert refused.returncode == 2
+    assert "DEVSTACK_PORT_OFFSET" in refused.stderr

@@ -34,7 +34,8 @@ def test_install_commands_for_debian_and_macos(nothing_installed: None) -> None:
         "apt-get install -y pgbouncer postgresql-15 postgresql-client-15"
     )
     assert lines[1] == "macOS: brew install pgbouncer postgresql@15"
-    assert "FerretDB v1.24.2" in lines[2] and "builds FerretDB itself" in lines[2]
+    assert "FerretDB v1.24.2" in lines[2]
+    assert "builds FerretDB itself" in lines[2]
 
 
 def test_ferretdb_is_cached_per_user_and_version(

@@ -75,4 +75,5 @@ async def test_a_request_the_parser_refuses_is_a_problem(
         assert headers["content-type"] == "application/problem+json", (name, headers)
         problem = httpx.Response(400, content=body).json()
         assert not schema_errors(problem, "Problem"), (name, problem)
-        assert problem["status"] == 400 and problem["request_id"] == headers["x-request-id"]
+        assert problem["status"] == 400
+        assert problem["request_id"] == headers["x-request-id"]

@@ -74,7 +74,8 @@ async def test_every_secret_route_masks(
         assert_no_secret(response, secrets)
         body = response.json()
         assert not schema_errors(body, "VaultSecret"), schema_errors(body, "VaultSecret")
-        assert body["service"] == service and body["path"] == f"secret/{service}"
+        assert body["service"] == service
+        assert body["path"] == f"secret/{service}"
         assert set(body["data"]) == set(stored[service])
         expected_masked = sorted(k for k in stored[service] if looks_secret(k))
         assert "password" in expected_masked
@@ -91,7 +92,8 @@ async def test_every_secret_route_masks(
             assert not schema_errors(one.json(), "VaultSecretValue")
             masked = key in expected_masked
             assert one.json()["masked"] is masked, (service, key)
-            assert one.json()["service"] == service and one.json()["key"] == key
+            assert one.json()["service"] == service
+            assert one.json()["key"] == key
             if masked:
                 assert one.json()["value"] == MASK
         # Admin secrets are never reachable, whatever the spelling.

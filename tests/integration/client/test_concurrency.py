@@ -72,7 +72,8 @@ async def test_concurrent_cache_puts_and_gets_on_every_master(client: DevStackCl
 
     for value, ttl in await all_succeed("cache gets", get):
         assert value.startswith("v")
-        assert ttl is not None and 0 < ttl <= 60
+        assert ttl is not None
+        assert 0 < ttl <= 60
 
     async def mixed(i: int) -> object:
         key = keys[i % len(keys)]

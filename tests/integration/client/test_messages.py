@@ -103,4 +103,5 @@ async def test_messages_never_settled_go_back_to_the_queue(
         await wait_for(back, 30, "the unsettled message to return to the queue")
         assert pending.settled
     [message] = (await client.queues.consume(queue)).messages
-    assert message.payload == {"kept": True} and message.redelivered
+    assert message.payload == {"kept": True}
+    assert message.redelivered

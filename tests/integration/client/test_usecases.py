@@ -27,7 +27,8 @@ from tests.conftest import StackUnderTest
 async def test_query_and_item_crud(client: DevStackClient, backend: Backend) -> None:
     repo = client.items(backend)
     result = await repo.query()
-    assert result.database == backend and result.server_version
+    assert result.database == backend
+    assert result.server_version
     assert abs(result.server_time - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
     first = await repo.create(ItemCreate(name="first", quantity=3))
     second = await repo.create(ItemCreate(name="second"))
@@ -77,11 +78,13 @@ async def test_cache_keys_on_every_master(client: DevStackClient, stack: StackUn
     owners = set()
     for key in keys:
         entry, created = await client.cache.put(key, f"value of {key}", ttl_seconds=60)
-        assert created and entry.ttl_seconds == 60
+        assert created
+        assert entry.ttl_seconds == 60
         _, created_again = await client.cache.put(key, f"value of {key}", ttl_seconds=60)
         assert not created_again
         got = await client.cache.get(key)
-        assert got.value == f"value of {key}" and 0 < (got.ttl_seconds or 0) <= 60
+        assert got.value == f"value of {key}"
+        assert 0 < (got.ttl_seconds or 0) <= 60
         owners.add(await client.cache.node_for(key))
         await client.cache.delete(key)
         with pytest.raises(NotFound):
@@ -101,15 +104,20 @@ async def test_cluster_description(client: DevStackClient, stack: StackUnderTest
     assert [n.address for n in nodes] == tls_addresses, "the cluster announces its TLS ports"
     assert all(n.role == "master" and n.connected and n.master_id is None for n in nodes)
     slots = await client.cluster.slots()
-    assert slots.coverage.all_covered and slots.coverage.slots_assigned == 16384
+    assert slots.coverage.all_covered
+    assert slots.coverage.slots_assigned == 16384
     assert [r.start for r in slots.ranges] == [0, 5461, 10923]
     assert sorted(r.master for r in slots.ranges) == tls_addresses
     info = await client.cluster.info()
-    assert info.cluster_state == "ok" and info.cluster_size == 3 and info.cluster_known_nodes == 3
+    assert info.cluster_state == "ok"
+    assert info.cluster_size == 3
+    assert info.cluster_known_nodes == 3
     for address in tls_addresses:
         node = await client.cluster.node_info(address)
-        assert node.node == address and node.role == "master"
-        assert node.redis_version.startswith("7.") and node.uptime_seconds >= 0
+        assert node.node == address
+        assert node.role == "master"
+        assert node.redis_version.startswith("7.")
+        assert node.uptime_seconds >= 0
     with pytest.raises(NotFound):
         await client.cluster.node_info("10.0.0.1:6379")
 
@@ -123,7 +131,8 @@ async def test_publish_consume_inspect(client: DevStackClient) -> None:
         assert (info.queue, info.message_count) == (queue, 2)
         taken = await client.queues.consume(queue, max_messages=10)
         assert [m.payload for m in taken.messages] == [{"order": 1}, {"order": 2}]
-        assert taken.messages[0].message_id == published.message_id and taken.rejected == 0
+        assert taken.messages[0].message_id == published.message_id
+        assert taken.rejected == 0
         assert (await client.queues.consume(queue)).messages == []
     finally:
         await client.queues.delete(queue)
@@ -146,11 +155,15 @@ async def test_unroutable_and_missing_queues(client: DevStackClient) -> None:
 
 async def test_secrets_are_masked(client: DevStackClient) -> None:
     view = await client.vault_secrets.read("postgres")
-    assert view.path == "secret/postgres" and view.version >= 1
-    assert view.data["password"] == "********" and view.masked_keys == ["password"]
-    assert view.data["user"] == "devstack" and view.data["tls_enabled"] == "true"
+    assert view.path == "secret/postgres"
+    assert view.version >= 1
+    assert view.data["password"] == "********"
+    assert view.masked_keys == ["password"]
+    assert view.data["user"] == "devstack"
+    assert view.data["tls_enabled"] == "true"
     value = await client.vault_secrets.read_key("redis", "password")
-    assert value.masked and value.value == "********"
+    assert value.masked
+    assert value.value == "********"
     for hidden in ("admin/postgres", "vault", "pgbouncer"):
         with pytest.raises(NotFound):
             await client.vault_secrets.read(hidden)
@@ -166,7 +179,8 @@ async def test_health_and_metrics(client: DevStackClient) -> None:
     assert 'devstack_dependency_health{dependency="redis"} 1.0' in text
     assert 'devstack_pool_connections{pool="postgres",state="open"}' in text
     token_ttl = client.metrics.registry.get_sample_value("devstack_vault_token_ttl_seconds")
-    assert token_ttl is not None and token_ttl > 3000
+    assert token_ttl is not None
+    assert token_ttl > 3000
 
 
 async def test_health_makes_no_vault_call(client: DevStackClient) -> None:
@@ -196,7 +210,8 @@ async def test_redis_connections_share_one_ssl_context(client: DevStackClient) -
     async with client.redis.operation("inspect") as cluster:
         connections = [c for node in cluster.get_nodes() for c in node._connections]
         contexts = {id(c.ssl_context.get()) for c in connections}
-    assert len(connections) >= 3 and len(contexts) == 1
+    assert len(connections) >= 3
+    assert len(contexts) == 1
     assert {type(c).__name__ for c in connections} == {"SharedContextSSLConnection"}
 
 

@@ -41,7 +41,8 @@ async def test_vault_outage(stack: StackUnderTest, short_ttl_approle: AppRole) -
             await wait_for(vault_reported_down, 15, "health to report Vault down", interval=0.2)
             report = await client.health()
             vault = report.checks["vault"]
-            assert vault.status == "degraded" and vault.error == "unavailable"
+            assert vault.status == "degraded"
+            assert vault.error == "unavailable"
             assert vault.details["reachable"] is False
             assert set(vault.details["stale_secrets"]) == {
                 "postgres",

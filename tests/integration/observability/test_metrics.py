@@ -170,7 +170,8 @@ async def test_the_postgres_monitoring_account_has_pg_monitor_and_nothing_more(
         )
     finally:
         await connection.close()
-    assert row is not None and dict(row) == {
+    assert row is not None
+    assert dict(row) == {
         "rolsuper": False,
         "rolcreatedb": False,
         "rolcreaterole": False,

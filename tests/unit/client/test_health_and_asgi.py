@@ -49,8 +49,10 @@ async def test_probes_run_concurrently_each_within_its_timeout() -> None:
     report = await checker.check()
     elapsed = time.perf_counter() - started
     assert elapsed < 0.45, "concurrent: the slowest probe (bounded by the timeout) sets the pace"
-    assert report.status == "unhealthy" and report.http_status == 503
-    assert report.checks["a"].status == "healthy" and report.checks["a"].latency_ms >= 200
+    assert report.status == "unhealthy"
+    assert report.http_status == 503
+    assert report.checks["a"].status == "healthy"
+    assert report.checks["a"].latency_ms >= 200
     assert report.checks["a"].error is None
     assert report.checks["hung"].reason == "timed out after 0.3s"
     assert report.checks["hung"].error == "timeout"
@@ -151,7 +153,8 @@ async def test_an_insane_request_id_is_replaced_by_a_uuid4(bad: bytes) -> None:
     app = RequestIdMiddleware(make_app("/", seen))
     headers = await call(app, "/", [(b"x-request-id", bad)])
     generated = headers[b"x-request-id"].decode()
-    assert uuid.UUID(generated).version == 4 and generated == generated.lower()
+    assert uuid.UUID(generated).version == 4
+    assert generated == generated.lower()
     assert seen["request_id"] == generated
 
 

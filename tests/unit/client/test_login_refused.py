@@ -70,7 +70,8 @@ async def test_refused_credentials_wait_and_a_new_secret_id_is_used_at_once(
         # A new secret-id file (what `devstack vault` writes): used by the next attempt.
         write_secret_id(secret_file, "secret-2")
         assert await vault.kv_read("postgres") is not None
-        assert vault.login_refusals == 1 and vault.logins == 2
+        assert vault.login_refusals == 1
+        assert vault.logins == 2
     finally:
         await vault.aclose()
 

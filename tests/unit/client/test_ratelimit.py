@@ -19,7 +19,9 @@ class FakeCluster:
         self.expiries: dict[str, int] = {}
 
     async def eval(self, script: str, numkeys: int, key: str, seconds: int) -> int:
-        assert numkeys == 1 and "INCR" in script and "EXPIRE" in script
+        assert numkeys == 1
+        assert "INCR" in script
+        assert "EXPIRE" in script
         self.store[key] = self.store.get(key, 0) + 1
         self.expiries[key] = seconds
         return self.store[key]
@@ -82,7 +84,8 @@ async def test_a_new_window_starts_afresh() -> None:
 async def test_two_limiters_on_one_redis_share_the_budget() -> None:
     pool, clock = FakePool(), Clock(600.0)
     a, b = limiter(pool, clock, limit=2), limiter(pool, clock, limit=2)
-    assert (await a.hit("c")).allowed and (await b.hit("c")).allowed
+    assert (await a.hit("c")).allowed
+    assert (await b.hit("c")).allowed
     assert not (await a.hit("c")).allowed
 
 

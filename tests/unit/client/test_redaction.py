@@ -118,7 +118,8 @@ def test_structlog_and_stdlib_logs_share_the_json_renderer_and_redaction(
         logging.getLogger("some.lib").exception("boom")
     lines = [json.loads(line) for line in captured.getvalue().splitlines()]
     assert [line["event"][:12] for line in lines] == ["read a secre", "client sent ", "boom"]
-    assert lines[0]["logger"] == "devstack_client.test" and lines[0]["level"] == "info"
+    assert lines[0]["logger"] == "devstack_client.test"
+    assert lines[0]["level"] == "info"
     assert lines[1]["logger"] == "uvicorn.error"
     text = captured.getvalue()
     for leaked in ("pw-in-a-field", "Vq3-value-the-library-read", "MIIEowIBAAKCAQEAx5"):

@@ -54,7 +54,8 @@ def test_a_static_token_is_only_ever_renewed() -> None:
 def test_a_token_without_expiry_needs_nothing() -> None:
     lease = TokenLease(ttl=0, login_ttl=0, renewable=False, refreshed_at=0.0)
     plan = plan_refresh(lease, 5.0, fraction=FRACTION, can_login=True)
-    assert plan.action == "none" and math.isinf(plan.at)
+    assert plan.action == "none"
+    assert math.isinf(plan.at)
 
 
 def test_a_short_ttl_schedule_never_lets_the_token_expire() -> None:
@@ -75,7 +76,8 @@ def test_a_short_ttl_schedule_never_lets_the_token_expire() -> None:
             issued = now
             lease = TokenLease(ttl, ttl, True, now)
             logins += 1
-    assert logins >= 2 and renewals >= 10
+    assert logins >= 2
+    assert renewals >= 10
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 4, 8, 20])

@@ -88,7 +88,8 @@ async def test_login_and_read_a_secret() -> None:
     fake = FakeVault()
     async with client_for(fake) as vault:
         secret = await vault.kv_read("postgres")
-        assert secret is not None and secret.version == 4
+        assert secret is not None
+        assert secret.version == 4
         assert secret.data["password"] == "pw-123456"
         assert await vault.kv_read("nothing") is None
         assert vault.logins == 1
@@ -170,7 +171,8 @@ async def test_short_ttl_token_is_renewed_then_replaced_and_never_fails_a_call()
             "devstack_vault_renewals_total", {"result": "success"}
         ) == pytest.approx(vault.renewals)
         ttl = metrics.registry.get_sample_value("devstack_vault_token_ttl_seconds")
-        assert ttl is not None and 0 <= ttl <= 0.3
+        assert ttl is not None
+        assert 0 <= ttl <= 0.3
     finally:
         await vault.aclose()
 
@@ -187,7 +189,8 @@ async def test_renewal_resumes_after_an_outage() -> None:
         fake.down = False
         await asyncio.sleep(0.4)
         status = vault.status()
-        assert status.reachable and status.authenticated
+        assert status.reachable
+        assert status.authenticated
         assert vault.logins >= 2, "the expired token was replaced by a new login"
         assert await vault.kv_read("postgres") is not None
     finally:

@@ -34,10 +34,12 @@ async def test_a_dead_vault_is_reported_by_the_next_probe() -> None:
         requests = vault.requests
         fake.down = True
         status = await vault.probe()  # no other call since: the probe alone finds out
-        assert not status.reachable and status.down_for is not None
+        assert not status.reachable
+        assert status.down_for is not None
         fake.down, fake.sealed = False, True
         status = await vault.probe()
-        assert not status.reachable and "sealed" in (status.last_error or "")
+        assert not status.reachable
+        assert "sealed" in (status.last_error or "")
         fake.sealed = False
         assert (await vault.probe()).reachable
         assert vault.requests == requests  # probes are not authenticated requests

@@ -18,12 +18,15 @@ async def test_head_is_get_without_the_body(client: httpx.AsyncClient) -> None:
 
 async def test_head_errors_are_gets_errors_without_the_body(client: httpx.AsyncClient) -> None:
     missing = await client.head("/nowhere")
-    assert missing.status_code == 404 and missing.content == b""
+    assert missing.status_code == 404
+    assert missing.content == b""
     assert missing.headers["content-type"] == "application/problem+json"
     invalid = await client.head("/examples/things/abc?limit=x")
-    assert invalid.status_code == 422 and invalid.content == b""
+    assert invalid.status_code == 422
+    assert invalid.content == b""
     post_only = await client.head("/examples/things")
-    assert post_only.status_code == 405 and post_only.content == b""
+    assert post_only.status_code == 405
+    assert post_only.content == b""
     assert post_only.headers["allow"] == "POST"
 
 

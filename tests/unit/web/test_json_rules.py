@@ -34,7 +34,8 @@ async def test_values_json_cannot_carry_further_are_422(
     problem = check_problem(await client.post(URL, content=body, headers=JSON), 422)
     assert problem["detail"] == "The request is invalid; see errors."
     [error] = problem["errors"]
-    assert error["location"] == "body" and error["field"] == field, error
+    assert error["location"] == "body", error
+    assert error["field"] == field, error
     assert detail in error["detail"], error
 
 

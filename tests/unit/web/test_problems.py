@@ -22,7 +22,8 @@ def check_problem(response: httpx.Response, status: int) -> dict[str, object]:
     assert body["title"] == reason(status)
     assert body["request_id"] == response.headers["x-request-id"]
     assert body["instance"] == response.request.url.raw_path.decode().split("?")[0]
-    assert isinstance(body["detail"], str) and body["detail"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
     return body
 
 
@@ -37,7 +38,8 @@ def test_reason_phrases_are_rfc_9110() -> None:
 async def test_not_found(client: httpx.AsyncClient) -> None:
     body = check_problem(await client.get("/examples/raise/missing"), 404)
     assert body["detail"] == "No postgres item has this id."
-    assert "dependency" not in body and "errors" not in body
+    assert "dependency" not in body
+    assert "errors" not in body
 
 
 async def test_dependency_unavailable_is_503_with_retry_after_and_no_raw_text(
@@ -48,7 +50,8 @@ async def test_dependency_unavailable_is_503_with_retry_after_and_no_raw_text(
     assert response.headers["retry-after"] == "1"  # whole seconds, at least 1
     assert body["dependency"] == "postgres"
     assert body["detail"] == "postgres is unavailable."
-    assert "hunter2" not in response.text and "password" not in response.text
+    assert "hunter2" not in response.text
+    assert "password" not in response.text
 
 
 async def test_dependency_timeout_is_504(client: httpx.AsyncClient) -> None:
@@ -67,7 +70,8 @@ async def test_anything_else_is_a_generic_problem(client: httpx.AsyncClient, wha
     response = await client.get(f"/examples/raise/{what}")
     body = check_problem(response, 500)
     assert body["detail"] == "The server could not complete the request."
-    assert "boom" not in response.text and "secret" not in response.text
+    assert "boom" not in response.text
+    assert "secret" not in response.text
 
 
 async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
@@ -108,4 +112,5 @@ async def test_request_id_is_replaced_when_odd(client: httpx.AsyncClient, insane
     response = await client.get("/examples/ok", headers={"X-Request-ID": insane.encode("utf-8")})
     assert response.status_code == 200
     generated = response.headers["x-request-id"]
-    assert str(uuid.UUID(generated)) == generated and uuid.UUID(generated).version == 4
+    assert str(uuid.UUID(generated)) == generated
+    assert uuid.UUID(generated).version == 4

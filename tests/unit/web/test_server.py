@@ -118,10 +118,12 @@ def test_served_on_uvloop_and_httptools_with_one_access_line(
                 assert streamed.text == "one,two,three"
                 assert streamed.headers["transfer-encoding"] == "chunked"
                 head = await client.head("/examples/loop")
-                assert head.status_code == 200 and head.content == b""
+                assert head.status_code == 200
+                assert head.content == b""
                 assert int(head.headers["content-length"]) == len(answer.content)
                 empty = await client.delete("/examples/nothing")
-                assert empty.status_code == 204 and empty.content == b""
+                assert empty.status_code == 204
+                assert empty.content == b""
         seen["garbage"] = await exchange(port, b"GARBAGE\r\n\r\n")
         big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n"
         seen["big"] = await exchange(port, big)
@@ -139,13 +141,16 @@ def test_served_on_uvloop_and_httptools_with_one_access_line(
 
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     serving = [line for line in lines if line.get("event") == "serving"]
-    assert serving and serving[0]["loop"] == "uvloop"
+    assert serving
+    assert serving[0]["loop"] == "uvloop"
     assert serving[0]["http"] == "ProblemHttpToolsProtocol"
     access = [line for line in lines if line.get("logger") == "devstack_web.access"]
     assert len(access) == 10, access  # the parse errors never reached the app
     assert access[0]["request_id"] == "t-1"
-    assert access[0]["path"] == "/examples/loop" and access[0]["status"] == 200
-    assert access[0]["method"] == "GET" and access[0]["duration_ms"] >= 0
+    assert access[0]["path"] == "/examples/loop"
+    assert access[0]["status"] == 200
+    assert access[0]["method"] == "GET"
+    assert access[0]["duration_ms"] >= 0
     assert not [line for line in lines if line.get("logger") == "uvicorn.access"]
 
 
