@@ -1,7 +1,8 @@
 //! Health: one probe per dependency, all run at once, each within `health_timeout`, each through
-//! the same client as the feature it stands for. The Vault check makes no call: it reads the
-//! client's own state (reachability from its last contact, the token, stale secrets). The
-//! aggregate is the worst check; 200 only when every check is healthy.
+//! the same client as the feature it stands for. The Vault check asks Vault's health endpoint
+//! (no token, not audited; concurrent checks share one request), so a Vault that died is
+//! reported by the very next check, then reads the client's own state (the token, stale
+//! secrets). The aggregate is the worst check; 200 only when every check is healthy.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use crate::problems::{ApiError, Dependency};
 use crate::state::Stack;
+use crate::vault::VaultProbe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,58 +85,56 @@ impl Outcome {
     }
 }
 
-/// The Vault check, from the client's own state (pure, so tests can pin it down).
+/// The Vault check, from what Vault's health endpoint said just now and the client's own state
+/// (pure, so tests can pin it down). Vault not answering is `degraded` while every
+/// dependency's secret is served from the cache, else `unhealthy`.
 pub fn vault_outcome(
-    reachable: bool,
+    probe: VaultProbe,
     authenticated: bool,
-    last_error: Option<&str>,
     cached: usize,
     stale: usize,
     dependencies: usize,
 ) -> Outcome {
-    if !reachable {
-        if cached >= dependencies {
-            // Still serving: every secret comes from the cache (the contract's "degraded").
+    let all_cached = cached >= dependencies;
+    let (error, reason) = match probe {
+        VaultProbe::Up if !authenticated => ("unavailable", "no valid token"),
+        VaultProbe::Up if stale > 0 => {
             return Outcome {
                 status: Status::Degraded,
                 error: Some("unavailable"),
-                reason: Some("unreachable; serving cached credentials".into()),
-            };
+                reason: Some("stale secrets".into()),
+            }
         }
-        let sealed = last_error.is_some_and(|e| e.contains("sealed"));
-        return Outcome {
-            status: Status::Unhealthy,
-            error: Some(if sealed { "not_ready" } else { "unavailable" }),
-            reason: Some("unreachable".into()),
-        };
-    }
-    if !authenticated {
-        return Outcome {
-            status: Status::Unhealthy,
-            error: Some("unavailable"),
-            reason: Some("no valid token".into()),
-        };
-    }
-    if stale > 0 {
+        VaultProbe::Up => return Outcome::healthy(),
+        VaultProbe::Timeout => ("timeout", "no answer within the health timeout"),
+        VaultProbe::NotReady if !all_cached => ("not_ready", "sealed or not initialised"),
+        VaultProbe::NotReady | VaultProbe::Unreachable => ("unavailable", "unreachable"),
+    };
+    if all_cached {
+        // Still serving: every secret comes from the cache (the contract's "degraded").
         return Outcome {
             status: Status::Degraded,
-            error: Some("unavailable"),
-            reason: Some("stale secrets".into()),
+            error: Some(error),
+            reason: Some(format!("{reason}; serving cached credentials")),
         };
     }
-    Outcome::healthy()
+    Outcome {
+        status: Status::Unhealthy,
+        error: Some(error),
+        reason: Some(reason.into()),
+    }
 }
 
 async fn probe(stack: &Stack, dependency: Dependency) -> Outcome {
     let result = match dependency {
         Dependency::Vault => {
+            let probe = stack.vault.probe().await;
             let status = stack.vault.status();
             let states = stack.secrets.states();
             let stale = states.iter().filter(|s| s.stale).count();
             return vault_outcome(
-                status.reachable,
+                probe,
                 status.authenticated,
-                status.last_error.as_deref(),
                 states.len(),
                 stale,
                 crate::config::DEPENDENCIES.len(),
@@ -165,7 +165,14 @@ async fn probe(stack: &Stack, dependency: Dependency) -> Outcome {
 async fn check_one(stack: &Stack, dependency: Dependency) -> CheckResult {
     let started = Instant::now();
     let timeout = stack.settings.health_timeout;
-    let outcome = match tokio::time::timeout(timeout, probe(stack, dependency)).await {
+    // The Vault probe is bounded by the health timeout itself (a timeout there can still be
+    // `degraded`).
+    let bounded = if dependency == Dependency::Vault {
+        Ok(probe(stack, dependency).await)
+    } else {
+        tokio::time::timeout(timeout, probe(stack, dependency)).await
+    };
+    let outcome = match bounded {
         Ok(outcome) => outcome,
         Err(_) => Outcome {
             status: Status::Unhealthy,
@@ -218,15 +225,27 @@ mod tests {
 
     #[test]
     fn vault_down_with_every_secret_cached_is_degraded() {
-        let o = vault_outcome(false, true, Some("connection refused"), 5, 5, 5);
+        use VaultProbe::*;
+        let o = vault_outcome(Unreachable, true, 5, 5, 5);
         assert_eq!((o.status, o.error), (Status::Degraded, Some("unavailable")));
-        let o = vault_outcome(false, true, Some("503 sealed or not ready"), 2, 0, 5);
+        let o = vault_outcome(Timeout, true, 5, 0, 5);
+        assert_eq!((o.status, o.error), (Status::Degraded, Some("timeout")));
+        let o = vault_outcome(NotReady, true, 5, 0, 5);
+        assert_eq!((o.status, o.error), (Status::Degraded, Some("unavailable")));
+        let o = vault_outcome(NotReady, true, 2, 0, 5);
         assert_eq!((o.status, o.error), (Status::Unhealthy, Some("not_ready")));
-        let o = vault_outcome(true, false, None, 5, 0, 5);
+        let o = vault_outcome(Unreachable, true, 2, 0, 5);
+        assert_eq!(
+            (o.status, o.error),
+            (Status::Unhealthy, Some("unavailable"))
+        );
+        let o = vault_outcome(Up, false, 5, 0, 5);
+        assert_eq!((o.status, o.error), (Status::Degraded, Some("unavailable")));
+        let o = vault_outcome(Up, false, 4, 0, 5);
         assert_eq!(o.status, Status::Unhealthy);
-        let o = vault_outcome(true, true, None, 5, 1, 5);
+        let o = vault_outcome(Up, true, 5, 1, 5);
         assert_eq!(o.status, Status::Degraded);
-        let o = vault_outcome(true, true, None, 5, 0, 5);
+        let o = vault_outcome(Up, true, 5, 0, 5);
         assert_eq!((o.status, o.error), (Status::Healthy, None));
     }
 

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use serde_json::{Map, Value};
 
 use crate::config::{ConfigError, Settings};
@@ -188,6 +189,34 @@ pub struct VaultStatus {
     pub down_for: Option<Duration>,
 }
 
+/// What `GET /v1/sys/health` (no token, not audited) said just now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VaultProbe {
+    /// Vault answered and is unsealed (active or standby).
+    Up,
+    /// 503 (sealed) or 501 (not initialised).
+    NotReady,
+    /// No answer within the health timeout.
+    Timeout,
+    /// Refused, reset, or another 5xx.
+    Unreachable,
+}
+
+type ProbeInFlight = Shared<BoxFuture<'static, VaultProbe>>;
+
+async fn probe_once(http: reqwest::Client, url: String, timeout: Duration) -> VaultProbe {
+    match tokio::time::timeout(timeout, http.get(url).timeout(timeout).send()).await {
+        Err(_) => VaultProbe::Timeout,
+        Ok(Err(err)) if err.is_timeout() => VaultProbe::Timeout,
+        Ok(Err(_)) => VaultProbe::Unreachable,
+        Ok(Ok(response)) => match response.status().as_u16() {
+            501 | 503 => VaultProbe::NotReady,
+            s if s >= 500 => VaultProbe::Unreachable,
+            _ => VaultProbe::Up,
+        },
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Reachability {
     ok: bool,
@@ -217,6 +246,7 @@ pub struct Vault {
     requests: AtomicU64,
     logins: AtomicU64,
     renewals: AtomicU64,
+    probe: Mutex<Option<ProbeInFlight>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -265,6 +295,7 @@ impl Vault {
             requests: AtomicU64::new(0),
             logins: AtomicU64::new(0),
             renewals: AtomicU64::new(0),
+            probe: Mutex::new(None),
         })
     }
 
@@ -340,6 +371,34 @@ impl Vault {
             last_error: reach.last_error,
             down_for: reach.down_since.map(|t| t.elapsed()),
         }
+    }
+
+    /// Ask Vault whether it is up: `GET /v1/sys/health?standbyok=true&perfstandbyok=true`,
+    /// without a token (Vault does not audit it), bounded by the health timeout. Concurrent
+    /// callers share the request in flight.
+    pub async fn probe(&self) -> VaultProbe {
+        let in_flight = {
+            let mut slot = lock(&self.probe);
+            match slot.as_ref() {
+                Some(running) if running.peek().is_none() => running.clone(),
+                _ => {
+                    let url = format!(
+                        "{}/v1/sys/health?standbyok=true&perfstandbyok=true",
+                        self.addr
+                    );
+                    self.metrics
+                        .vault_requests
+                        .with_label_values(&["health"])
+                        .inc();
+                    let running = probe_once(self.http.clone(), url, self.settings.health_timeout)
+                        .boxed()
+                        .shared();
+                    *slot = Some(running.clone());
+                    running
+                }
+            }
+        };
+        in_flight.await
     }
 
     /// Renew or log in, once: a caller that saw an older generation finds it already done.

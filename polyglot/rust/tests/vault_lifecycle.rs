@@ -13,7 +13,7 @@ use serde_json::json;
 use devstack_rust::config::Settings;
 use devstack_rust::masking::Redactor;
 use devstack_rust::metrics::Metrics;
-use devstack_rust::vault::{Vault, VaultError};
+use devstack_rust::vault::{Vault, VaultError, VaultProbe};
 
 #[derive(Default)]
 struct Fake {
@@ -23,6 +23,8 @@ struct Fake {
     /// Renewals granted in full before the max TTL caps them.
     full_renewals: u32,
     ttl: u64,
+    sealed: bool,
+    health_calls: u32,
 }
 
 type Shared = web::Data<Mutex<Fake>>;
@@ -79,6 +81,18 @@ async fn kv(state: Shared, req: HttpRequest, path: web::Path<String>) -> HttpRes
         "metadata": {"version": 7}}}))
 }
 
+async fn sys_health(state: Shared, req: HttpRequest) -> HttpResponse {
+    let mut s = state.lock().expect("state");
+    s.health_calls += 1;
+    if !token_of(&req).is_empty() || !req.query_string().contains("standbyok=true") {
+        return HttpResponse::BadRequest().finish();
+    }
+    if s.sealed {
+        return HttpResponse::ServiceUnavailable().json(json!({"sealed": true}));
+    }
+    HttpResponse::Ok().json(json!({"initialized": true, "sealed": false}))
+}
+
 fn fake_vault(ttl: u64, full_renewals: u32) -> (std::net::SocketAddr, Shared) {
     let state: Shared = web::Data::new(Mutex::new(Fake {
         ttl,
@@ -93,6 +107,7 @@ fn fake_vault(ttl: u64, full_renewals: u32) -> (std::net::SocketAddr, Shared) {
             .route("/v1/auth/token/renew-self", web::post().to(renew))
             .route("/v1/auth/token/lookup-self", web::get().to(lookup))
             .route("/v1/secret/data/{path}", web::get().to(kv))
+            .route("/v1/sys/health", web::get().to(sys_health))
     })
     .workers(1)
     .disable_signals()
@@ -194,4 +209,19 @@ async fn an_unreachable_vault_is_reported_not_hidden() {
     let status = vault.status();
     assert!(!status.reachable);
     assert!(!status.authenticated);
+}
+
+#[actix_web::test]
+async fn the_health_probe_asks_vault_each_time_without_a_token() {
+    let (addr, state) = fake_vault(60, 100);
+    let vault = client(addr, "good-secret-id");
+    vault.start().await.expect("login");
+    assert_eq!(vault.probe().await, VaultProbe::Up);
+    assert_eq!(vault.probe().await, VaultProbe::Up);
+    assert_eq!(state.lock().expect("state").health_calls, 2);
+    state.lock().expect("state").sealed = true;
+    assert_eq!(vault.probe().await, VaultProbe::NotReady);
+    // Nothing listens on port 9 (discard): refused at once.
+    let gone = client("127.0.0.1:9".parse().expect("addr"), "good-secret-id");
+    assert_eq!(gone.probe().await, VaultProbe::Unreachable);
 }
