@@ -1,6 +1,8 @@
 //! The Mongo-protocol server (FerretDB here) through the official mongodb driver, TLS verified
 //! against the stack's CA.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime as BsonDateTime, Document};
 use mongodb::options::{ClientOptions, Credential, ServerAddress, Tls, TlsOptions};
@@ -23,6 +25,10 @@ pub struct Handle {
 pub struct Mongo {
     ctx: Context,
     managed: Managed<Handle>,
+    /// Set by a failure that says the server is gone (refused, reset, the driver's server
+    /// selection failing); cleared by the next success. While set, every operation and probe
+    /// first opens a TCP connection to the server, so a stopped server is a 503 at once.
+    down: AtomicBool,
 }
 
 fn not_found() -> ApiError {
@@ -66,6 +72,32 @@ impl Mongo {
         Mongo {
             ctx,
             managed: Managed::new(DEP),
+            down: AtomicBool::new(false),
+        }
+    }
+
+    /// While down: a TCP connection to the server's port within the connect timeout, or a 503
+    /// now (docs/api.md, "Dependency outages").
+    async fn reachable(&self, what: &str) -> Result<(), ApiError> {
+        let s = &self.ctx.settings;
+        let (host, port) = s.endpoint("mongodb", true);
+        let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+        match tokio::time::timeout(s.connect_timeout, connect).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::unavailable(
+                DEP,
+                format!("{what}: the server refused the connection"),
+            )),
+            Err(_) => Err(ApiError::unavailable(
+                DEP,
+                format!("{what}: no connection within the connect timeout"),
+            )),
+        }
+    }
+
+    fn mark_down(&self) {
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(dependency = %DEP, "down: every operation checks the port first");
         }
     }
 
@@ -147,22 +179,60 @@ impl Mongo {
         Fut: std::future::Future<Output = Result<T, mongodb::error::Error>>,
     {
         let timeout = self.ctx.settings.operation_timeout;
-        bounded(DEP, what, timeout, async {
+        let result = bounded(DEP, what, timeout, async {
+            if self.down.load(Ordering::Relaxed) {
+                self.reachable(what).await?;
+            }
             let handle = self.handle().await?;
             op(handle).await.map_err(|e| self.translate(what, &e))
         })
-        .await
+        .await;
+        match result {
+            Ok(value) => {
+                self.down.store(false, Ordering::Relaxed);
+                Ok(value)
+            }
+            Err(
+                err @ ApiError::Unavailable {
+                    dependency: DEP, ..
+                },
+            ) => {
+                self.mark_down();
+                Err(err)
+            }
+            // A slow server is not a down one, unless its port refuses connections (the
+            // driver's server selection was still waiting for a server that is gone).
+            Err(err @ ApiError::Timeout { .. }) => match self.reachable(what).await {
+                Ok(()) => Err(err),
+                Err(refused) => {
+                    self.mark_down();
+                    Err(refused)
+                }
+            },
+            Err(err) => Err(err),
+        }
     }
 
     fn items(handle: &Handle) -> Collection<Document> {
         handle.database.collection("items")
     }
 
+    /// A ping. Within the health timeout: when it is not answered in time and the port refuses
+    /// connections, the server is down (`unavailable`), not slow.
     pub async fn health(&self) -> Result<(), ApiError> {
-        self.run("health", |h| async move {
+        let within = self.ctx.settings.health_timeout.mul_f64(0.8);
+        let ping = self.run("health", |h| async move {
             h.database.run_command(doc! {"ping": 1}).await.map(|_| ())
-        })
-        .await
+        });
+        match tokio::time::timeout(within, ping).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.reachable("health")
+                    .await
+                    .inspect_err(|_| self.mark_down())?;
+                Err(ApiError::timeout(DEP, "health: no answer in time"))
+            }
+        }
     }
 
     pub async fn query(&self) -> Result<QueryResult, ApiError> {
