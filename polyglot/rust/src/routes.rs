@@ -2,6 +2,10 @@
 //! input (413, 415, 400, then 422 for parameters and body together), call one store, answer
 //! the contract's shape. Errors are [`ApiError`]s, answered as problem documents.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::header::{LOCATION, RETRY_AFTER};
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -17,6 +21,7 @@ use crate::metrics::TEXT_FORMAT;
 use crate::problems::{ApiError, Dependency, FieldError};
 use crate::secrets::SecretError;
 use crate::state::Stack;
+use crate::stores::rabbit::Settle;
 use crate::stores::Backend;
 use crate::vault::VaultError;
 
@@ -348,7 +353,71 @@ pub async fn queue_consume(stack: Data, req: HttpRequest) -> Answer {
         }
     };
     let max = u32::try_from(max).unwrap_or(10);
-    Ok(HttpResponse::Ok().json(stack.rabbit.consume(&queue, max).await?))
+    let taken = stack.rabbit.consume(&queue, max).await?;
+    let body = match serde_json::to_vec(&taken.result) {
+        Ok(body) => body,
+        Err(_) => {
+            if let Some(settle) = taken.settle {
+                settle.release();
+            }
+            return Err(ApiError::Internal(
+                "the consumed messages cannot be encoded".into(),
+            ));
+        }
+    };
+    let mut response = HttpResponse::Ok();
+    response.content_type("application/json");
+    match taken.settle {
+        // HEAD answers without the body: the messages were not given to anyone.
+        Some(settle) if req.method() == actix_web::http::Method::HEAD => {
+            settle.release();
+            Ok(response.body(body))
+        }
+        Some(settle) => Ok(response.body(AckOnSent::new(body, settle))),
+        None => Ok(response.body(body)),
+    }
+}
+
+/// A consume's answer: its messages are acknowledged once the last byte of the body was handed
+/// to the connection; a body dropped before that (the client went away) leaves them to be
+/// redelivered (see [`Settle`]).
+struct AckOnSent {
+    body: Option<web::Bytes>,
+    size: u64,
+    settle: Option<Settle>,
+}
+
+impl AckOnSent {
+    fn new(body: Vec<u8>, settle: Settle) -> Self {
+        AckOnSent {
+            size: body.len() as u64,
+            body: Some(web::Bytes::from(body)),
+            settle: Some(settle),
+        }
+    }
+}
+
+impl MessageBody for AckOnSent {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.size)
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<web::Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        if let Some(chunk) = this.body.take() {
+            return Poll::Ready(Some(Ok(chunk)));
+        }
+        // Asked again: the whole body is in the connection's write buffer.
+        if let Some(settle) = this.settle.take() {
+            settle.sent();
+        }
+        Poll::Ready(None)
+    }
 }
 
 // -- the Redis cluster ----------------------------------------------------------------------------

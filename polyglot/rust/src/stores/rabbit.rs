@@ -1,10 +1,13 @@
 //! RabbitMQ through lapin on the AMQPS port, verified against the stack's CA: durable queues,
 //! persistent messages published with `mandatory` and publisher confirms, a small channel pool.
+//! Consumed messages are acknowledged only once the answer carrying them was written
+//! ([`Settle`]), so a message is never acknowledged and lost.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use lapin::options::{
-    BasicAckOptions, BasicGetOptions, BasicPublishOptions, BasicRejectOptions,
+    BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
@@ -21,10 +24,12 @@ use crate::vault::KvSecret;
 
 const DEP: Dependency = Dependency::Rabbitmq;
 
+type ChannelPool = Arc<Mutex<Vec<(usize, Channel)>>>;
+
 pub struct Rabbit {
     ctx: Context,
     managed: Managed<Connection>,
-    channels: Mutex<Vec<(usize, Channel)>>,
+    channels: ChannelPool,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,12 +82,125 @@ struct Lease {
     channel: Channel,
 }
 
+fn give_back(pool: &ChannelPool, size: usize, lease: Lease) {
+    if !lease.channel.status().connected() {
+        return;
+    }
+    let mut pool = pool
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if pool.len() < size {
+        pool.push((lease.connection, lease.channel));
+    }
+}
+
+/// Closes its channel when dropped armed (its unacknowledged messages go back to the queue).
+struct CloseOnDrop(Option<Channel>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(channel) = self.0.take() {
+            tokio::spawn(async move {
+                let _ = channel.close(200, "consume not completed").await;
+            });
+        }
+    }
+}
+
+/// Why a consumed answer's messages are settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The answer carrying them was written: one `basic.ack` (multiple).
+    Sent,
+    /// The answer could not be built: `basic.nack` (multiple, requeue) at once.
+    Release,
+}
+
+/// The settlement of messages taken (`basic.get`, no auto-ack) and not yet acknowledged.
+/// [`Settle::sent`] acknowledges them, [`Settle::release`] gives them back; dropped without
+/// either (the answer was never written), or left unsettled past the operation timeout, their
+/// channel is closed and the broker redelivers them (`redelivered: true`).
+pub struct Settle {
+    outcome: Option<tokio::sync::oneshot::Sender<Outcome>>,
+}
+
+impl Settle {
+    fn start(
+        lease: Lease,
+        last_tag: u64,
+        within: Duration,
+        pool: ChannelPool,
+        pool_size: usize,
+    ) -> Settle {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let channel = lease.channel.clone();
+            let settled = match tokio::time::timeout(within, rx).await {
+                Ok(Ok(Outcome::Sent)) => channel
+                    .basic_ack(last_tag, BasicAckOptions { multiple: true })
+                    .await
+                    .map(|()| "acknowledged"),
+                Ok(Ok(Outcome::Release)) => channel
+                    .basic_nack(
+                        last_tag,
+                        BasicNackOptions {
+                            multiple: true,
+                            requeue: true,
+                        },
+                    )
+                    .await
+                    .map(|()| "released"),
+                Ok(Err(_)) | Err(_) => {
+                    tracing::warn!(
+                        dependency = %DEP,
+                        "consumed messages not sent; closing their channel so they are redelivered"
+                    );
+                    let _ = channel.close(200, "answer not sent").await;
+                    return;
+                }
+            };
+            match settled {
+                Ok(what) => {
+                    tracing::debug!(dependency = %DEP, what, "consumed messages settled");
+                    give_back(&pool, pool_size, lease);
+                }
+                Err(err) => {
+                    // The channel is gone: the broker redelivers the messages.
+                    tracing::warn!(dependency = %DEP, error = %err, "settling consumed messages failed; they will be redelivered");
+                }
+            }
+        });
+        Settle { outcome: Some(tx) }
+    }
+
+    /// The answer carrying the messages was written: acknowledge them.
+    pub fn sent(mut self) {
+        if let Some(tx) = self.outcome.take() {
+            let _ = tx.send(Outcome::Sent);
+        }
+    }
+
+    /// The answer will not be sent: give the messages back to the queue now.
+    pub fn release(mut self) {
+        if let Some(tx) = self.outcome.take() {
+            let _ = tx.send(Outcome::Release);
+        }
+    }
+}
+
+/// A consume's answer and the settlement of the messages it carries (none when it carries no
+/// message).
+pub struct Taken {
+    pub result: ConsumeResult,
+    pub settle: Option<Settle>,
+}
+
 impl Rabbit {
     pub fn new(ctx: Context) -> Self {
         Rabbit {
             ctx,
             managed: Managed::new(DEP),
-            channels: Mutex::new(Vec::new()),
+            channels: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -190,16 +308,7 @@ impl Rabbit {
     }
 
     fn give_back(&self, lease: Lease) {
-        if !lease.channel.status().connected() {
-            return;
-        }
-        let mut pool = self
-            .channels
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if pool.len() < self.ctx.settings.channel_pool_size {
-            pool.push((lease.connection, lease.channel));
-        }
+        give_back(&self.channels, self.ctx.settings.channel_pool_size, lease);
     }
 
     async fn with_channel<T, F, Fut>(&self, what: &str, op: F) -> Result<T, ApiError>
@@ -308,54 +417,102 @@ impl Rabbit {
             })
     }
 
-    /// Up to `max` messages waiting now (never waits for more), each acknowledged; a body that
-    /// is not a JSON object is rejected without requeue and counted.
-    pub async fn consume(&self, queue: &str, max: u32) -> Result<ConsumeResult, ApiError> {
-        self.with_channel("consume", |channel| async move {
-            self.passive(&channel, queue).await?;
-            let mut messages = Vec::new();
-            let mut rejected = 0;
-            for _ in 0..max {
-                let got = channel
-                    .basic_get(queue, BasicGetOptions { no_ack: false })
-                    .await
-                    .map_err(|e| self.translate("consume", &e))?;
-                let Some(message) = got else { break };
-                let delivery = message.delivery;
-                match serde_json::from_slice::<Value>(&delivery.data) {
-                    Ok(Value::Object(payload)) => {
-                        delivery
-                            .acker
-                            .ack(BasicAckOptions::default())
-                            .await
-                            .map_err(|e| self.translate("ack", &e))?;
-                        messages.push(ConsumedMessage {
-                            message_id: delivery
-                                .properties
-                                .message_id()
-                                .as_ref()
-                                .map(|s| s.to_string()),
-                            payload,
-                            redelivered: delivery.redelivered,
-                        });
-                    }
-                    _ => {
-                        delivery
-                            .acker
-                            .reject(BasicRejectOptions { requeue: false })
-                            .await
-                            .map_err(|e| self.translate("reject", &e))?;
-                        rejected += 1;
-                    }
-                }
+    /// Up to `max` messages waiting now (never waits for more), taken without acknowledging
+    /// them: the caller settles them once the answer was written ([`Taken::settle`]). A body no
+    /// client can be given as JSON (not UTF-8, not JSON, not an object, past "Values past the
+    /// syntax") is rejected without requeue at once and counted.
+    pub async fn consume(&self, queue: &str, max: u32) -> Result<Taken, ApiError> {
+        let timeout = self.ctx.settings.operation_timeout;
+        bounded(DEP, "consume", timeout, async {
+            let lease = self.lease("consume").await?;
+            let channel = lease.channel.clone();
+            // Failed or cut short by the timeout: whatever was taken goes back to the queue with
+            // its channel.
+            let mut guard = CloseOnDrop(Some(channel.clone()));
+            let taken = self.take(&channel, queue, max).await;
+            if taken.is_ok() {
+                guard.0 = None;
             }
-            Ok(ConsumeResult {
-                queue: queue.to_owned(),
-                messages,
-                rejected,
-            })
+            match taken {
+                Ok((result, None)) => {
+                    self.give_back(lease);
+                    Ok(Taken {
+                        result,
+                        settle: None,
+                    })
+                }
+                Ok((result, Some(last_tag))) => {
+                    let settle = Settle::start(
+                        lease,
+                        last_tag,
+                        timeout,
+                        self.channels.clone(),
+                        self.ctx.settings.channel_pool_size,
+                    );
+                    Ok(Taken {
+                        result,
+                        settle: Some(settle),
+                    })
+                }
+                Err(err) => Err(err),
+            }
         })
         .await
+    }
+
+    /// The messages and the delivery tag of the last one delivered (to acknowledge at once).
+    async fn take(
+        &self,
+        channel: &Channel,
+        queue: &str,
+        max: u32,
+    ) -> Result<(ConsumeResult, Option<u64>), ApiError> {
+        self.passive(channel, queue).await?;
+        let mut messages = Vec::new();
+        let mut rejected = 0;
+        let mut last_tag = None;
+        for _ in 0..max {
+            let got = channel
+                .basic_get(queue, BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| self.translate("consume", &e))?;
+            let Some(message) = got else { break };
+            let delivery = message.delivery;
+            let message_id = delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.to_string());
+            match deliverable(&delivery.data) {
+                Some(payload) => {
+                    last_tag = Some(delivery.delivery_tag);
+                    messages.push(ConsumedMessage {
+                        message_id,
+                        payload,
+                        redelivered: delivery.redelivered,
+                    });
+                }
+                None => {
+                    tracing::warn!(
+                        dependency = %DEP,
+                        queue,
+                        message_id = message_id.as_deref().unwrap_or(""),
+                        "message rejected: it cannot be given to a client as a JSON object"
+                    );
+                    channel
+                        .basic_reject(delivery.delivery_tag, BasicRejectOptions { requeue: false })
+                        .await
+                        .map_err(|e| self.translate("reject", &e))?;
+                    rejected += 1;
+                }
+            }
+        }
+        let result = ConsumeResult {
+            queue: queue.to_owned(),
+            messages,
+            rejected,
+        };
+        Ok((result, last_tag))
     }
 
     pub async fn inspect(&self, queue: &str) -> Result<QueueInfo, ApiError> {
@@ -371,9 +528,39 @@ impl Rabbit {
     }
 }
 
+/// A message body a client can be given: UTF-8 JSON, an object, within "Values past the
+/// syntax" (the rules publish checks).
+fn deliverable(body: &[u8]) -> Option<Map<String, Value>> {
+    crate::input::check_carriable(body).ok()?;
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(payload)) => Some(payload),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::encode;
+    use super::{deliverable, encode};
+
+    #[test]
+    fn only_what_a_client_can_be_given_is_delivered() {
+        assert!(deliverable(br#"{"n": 1}"#).is_some());
+        let deep = format!("{{\"deep\": {}{}}}", "[".repeat(65), "]".repeat(65));
+        for body in [
+            br#"{"bad": "\ud800"}"#.as_slice(),
+            deep.as_bytes(),
+            br#"{"huge": 1e400}"#,
+            b"not json at all",
+            b"[1, 2, 3]",
+            b"{\"latin1\": \"\xe9\"}",
+        ] {
+            assert!(
+                deliverable(body).is_none(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
 
     #[test]
     fn uri_parts_are_encoded() {
