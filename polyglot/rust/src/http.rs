@@ -261,8 +261,35 @@ pub fn app(
         .wrap(from_fn(request_context))
 }
 
+pub const MALFORMED_DETAIL: &str = "The request is not valid HTTP/1.1.";
+
+/// The answer to a request actix's HTTP/1 parser refuses before any handler or middleware
+/// sees it (a malformed request line or header line, bytes that are not ASCII in the target, a
+/// bad `Content-Length`): a 400 problem document with a new request id, `instance` `/`, and the
+/// connection closed. Set through the hook of the patched actix-http (vendor/actix-http).
+pub fn malformed_request() -> (actix_http::Response<()>, web::Bytes) {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let parts = ProblemParts {
+        status: actix_web::http::StatusCode::BAD_REQUEST,
+        detail: MALFORMED_DETAIL.into(),
+        dependency: None,
+        errors: None,
+    };
+    let body = problems::render(&parts, "/", &request_id);
+    let mut res = actix_http::Response::with_body(actix_web::http::StatusCode::BAD_REQUEST, ());
+    res.headers_mut()
+        .insert(CONTENT_TYPE, problems::content_type_value());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID), value);
+    }
+    tracing::info!(request_id = %request_id, status = 400, "request refused by the HTTP parser");
+    (res, web::Bytes::from(body))
+}
+
 /// Serve HTTP and HTTPS from this process until SIGTERM/SIGINT (graceful, a few seconds).
 pub async fn serve(settings: Arc<Settings>, stack: Arc<Stack>) -> std::io::Result<()> {
+    actix_http::h1::set_malformed_request_answer(malformed_request);
     let data = web::Data::from(stack);
     let host = settings.api_host.clone();
     let mut server = HttpServer::new(move || app(data.clone()))

@@ -341,3 +341,56 @@ async fn a_panicking_handler_is_a_500_and_the_worker_keeps_serving() {
         assert_eq!(fine.status().as_u16(), 200);
     }
 }
+
+/// What a raw HTTP/1.1 exchange answered, the connection read until the server closed it.
+fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[actix_web::test]
+async fn a_request_the_http_parser_refuses_is_a_problem_document() {
+    actix_http::h1::set_malformed_request_answer(devstack_rust::http::malformed_request);
+    let server = actix_web::HttpServer::new(|| App::new().wrap(from_fn(request_context)))
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind");
+    let addr = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    for request in [
+        b"GARBAGE\r\n\r\n".as_slice(),
+        b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+    ] {
+        let answer = actix_web::rt::task::spawn_blocking(move || raw_exchange(addr, request))
+            .await
+            .expect("exchange");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+        let mut lines = head.split("\r\n");
+        assert!(
+            lines.next().unwrap_or("").starts_with("HTTP/1.1 400"),
+            "{answer}"
+        );
+        let headers: HashMap<String, String> = lines
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_lowercase(), v.to_owned()))
+            .collect();
+        assert_eq!(headers["content-type"], "application/problem+json");
+        assert_eq!(headers["connection"], "close");
+        let problem: Value = serde_json::from_str(body).expect("json");
+        assert_eq!(problem["status"], 400);
+        assert_eq!(problem["instance"], "/");
+        assert_eq!(problem["detail"], "The request is not valid HTTP/1.1.");
+        assert_eq!(problem["request_id"], headers["x-request-id"].as_str());
+        assert!(is_uuid4(&headers["x-request-id"]));
+    }
+}
