@@ -103,7 +103,7 @@ async def test_a_failing_one_shot_blocks_its_dependents(tmp: Path) -> None:
         assert "broken" in (tmp / "setup.log").read_text()
 
 
-async def test_a_crashed_server_is_restarted(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_crashed_server_is_restarted(tmp: Path) -> None:
     counter = tmp / "starts"
     plan = Plan(
         profile="t", processes=(spec(tmp, "flaky", f"echo x >> {counter}; sleep 0.2; exit 1"),)

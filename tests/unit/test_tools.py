@@ -11,11 +11,12 @@ from devstack_cli import tools
 
 @pytest.fixture
 def nothing_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(tools, "find", lambda name, path_first=True: None)
+    monkeypatch.setattr(tools, "find", lambda _name, _path_first=True: None)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no FerretDB built in this cache
 
 
-def test_everything_missing_is_listed_per_service(nothing_installed: None) -> None:
+@pytest.mark.usefixtures("nothing_installed")
+def test_everything_missing_is_listed_per_service() -> None:
     missing = tools.missing_for(["postgres", "redis", "mongodb"])
     assert [(m.service, m.what) for m in missing] == [
         ("postgres", "postgres"),
@@ -27,7 +28,8 @@ def test_everything_missing_is_listed_per_service(nothing_installed: None) -> No
     ]
 
 
-def test_install_commands_for_debian_and_macos(nothing_installed: None) -> None:
+@pytest.mark.usefixtures("nothing_installed")
+def test_install_commands_for_debian_and_macos() -> None:
     lines = tools.install_commands(tools.missing_for(["postgres", "pgbouncer", "mongodb"]))
     assert lines[0] == (
         "Debian/Ubuntu: sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive "
@@ -49,6 +51,7 @@ def test_ferretdb_is_cached_per_user_and_version(
     assert tools.missing_for(["mongodb"]) == []
 
 
-def test_a_missing_program_says_how_to_get_it(nothing_installed: None) -> None:
+@pytest.mark.usefixtures("nothing_installed")
+def test_a_missing_program_says_how_to_get_it() -> None:
     with pytest.raises(FileNotFoundError, match="run `devstack doctor`"):
         tools.require("pgbouncer")

@@ -182,7 +182,7 @@ async def messaging_worker(
 
 
 async def mongodb_worker(
-    name: str, client: httpx.AsyncClient, queue: str, load: Load, stop: asyncio.Event
+    name: str, client: httpx.AsyncClient, load: Load, stop: asyncio.Event
 ) -> None:
     while not stop.is_set():
         load.check(name, await client.get("/examples/mongodb/query"), "mongodb")
@@ -283,7 +283,7 @@ async def test_mongodb_outage_is_one_policy_in_both_apps(
         assert (await client.get("/health/mongodb")).status_code == 200
     load, stop = Load(), asyncio.Event()
     workers = [
-        asyncio.create_task(mongodb_worker(name, client, "", load, stop))
+        asyncio.create_task(mongodb_worker(name, client, load, stop))
         for name, client in having(apps, "mongodb-fast-503").items()
         for _ in range(2)
     ]

@@ -45,7 +45,7 @@ async def all_succeed(name: str, make: Callable[[int], Awaitable[Any]]) -> list[
 async def test_concurrent_cache_gets_of_a_missing_key_are_all_not_found(
     client: DevStackClient,
 ) -> None:
-    async def get_missing(i: int) -> str:
+    async def get_missing(_i: int) -> str:
         try:
             await client.cache.get("concurrency-missing")
         except NotFound:
@@ -85,16 +85,16 @@ async def test_concurrent_cache_puts_and_gets_on_every_master(client: DevStackCl
 
 
 async def test_concurrent_cluster_info_and_redis_health(client: DevStackClient) -> None:
-    for info in await all_succeed("cluster info", lambda i: client.cluster.info()):
+    for info in await all_succeed("cluster info", lambda _i: client.cluster.info()):
         assert info.cluster_state == "ok"
-    for report in await all_succeed("redis health", lambda i: client.health(["redis"])):
+    for report in await all_succeed("redis health", lambda _i: client.health(["redis"])):
         assert report.http_status == 200, report
 
 
 async def test_every_other_pool_waits_for_a_connection(client: DevStackClient) -> None:
     for backend in ("postgres", "mysql", "mongodb"):
         repo = client.items(backend)
-        await all_succeed(f"{backend} queries", lambda i, repo=repo: repo.query())
+        await all_succeed(f"{backend} queries", lambda _i, repo=repo: repo.query())
     queue = "devstack-client-concurrency"
     await all_succeed("publishes", lambda i: client.queues.publish(queue, {"i": i}))
     taken = 0
@@ -106,7 +106,7 @@ async def test_every_other_pool_waits_for_a_connection(client: DevStackClient) -
 
 
 async def test_concurrent_health_of_everything(client: DevStackClient) -> None:
-    reports = await all_succeed("health checks", lambda i: client.health())
+    reports = await all_succeed("health checks", lambda _i: client.health())
     unhealthy = collections.Counter(
         name
         for report in reports

@@ -62,15 +62,10 @@ def test_every_scrape_target_is_up_within_30s_of_up(observed: ObservedStack) -> 
     # The exporters reach their servers (an exporter answers even when its server does not).
     for expr in ("pg_up", "mysql_up", "redis_up"):
         values = [r["value"][1] for r in observed.query(expr)]
-        assert values and all(v == "1" for v in values), (expr, values)
+        assert values, expr
+        assert all(v == "1" for v in values), (expr, values)
 
 
-@pytest.mark.xfail(
-    reason="Vault serves /v1/sys/metrics in Prometheus's format only with a telemetry stanza "
-    "(servers/vault.py) and RabbitMQ's plugin is not enabled (servers/rabbitmq.py): "
-    "the changes are in docs/observability.md",
-    strict=False,
-)
 def test_vault_and_rabbitmq_are_scraped(observed: ObservedStack) -> None:
     jobs = {t["labels"]["job"] for t in targets(observed)}
     assert {"vault", "rabbitmq"} <= jobs
@@ -104,7 +99,8 @@ def can_read(vault: Vault, path: str) -> bool:
     try:
         return vault.kv_get(path) is not None
     except VaultError as exc:
-        assert exc.status == 403, exc
+        if exc.status != 403:  # only a refusal means "cannot read"
+            raise
         return False
 
 

@@ -111,7 +111,7 @@ class Route:
 
 
 def make_app(route: str | None, seen: dict[str, Any]) -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def app(scope: dict[str, Any], _receive: Any, send: Any) -> None:
         if route is not None:
             scope["route"] = Route(route)  # what a router does once it matched
         seen["request_id"] = current_request_id()

@@ -141,7 +141,7 @@ async def test_the_background_refresher_keeps_entries_fresh_and_notices_versions
     store = SecretStore(vault.read, ttl=0.2)
     changed = asyncio.Event()
 
-    async def on_change(secret: VaultSecret) -> None:
+    async def on_change(_secret: VaultSecret) -> None:
         changed.set()
 
     store.subscribe("postgres", on_change)

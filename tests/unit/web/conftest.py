@@ -57,7 +57,7 @@ async def get_thing(thing_id: str, limit: int = 5) -> dict[str, Any]:
 
 
 @router.delete("/examples/things/{thing_id}", status_code=204)
-async def delete_thing(thing_id: str) -> None:
+async def delete_thing(thing_id: str) -> None:  # noqa: ARG001 (the route binds it by name)
     return None
 
 

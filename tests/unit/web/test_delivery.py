@@ -78,7 +78,7 @@ async def test_an_answer_that_cannot_be_built_gives_the_messages_back() -> None:
     pending = FakePending(RESULT)
     stack = cast(DevStackClient, FakeStack(pending))
 
-    def broken(result: ConsumeResult) -> BaseModel:
+    def broken(_result: ConsumeResult) -> BaseModel:
         raise ValueError("cannot shape")
 
     with pytest.raises(ValueError, match="cannot shape"):
