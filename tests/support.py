@@ -173,7 +173,7 @@ def secret_values(stack: StackUnderTest) -> list[str]:
     """Every secret the stack holds: each KV secret's values under a secret key, every AppRole's
     secret-id, the root token and the unseal keys."""
     init = json.loads(stack.settings.state.vault_init.read_text())
-    found: list[str] = [init["root_token"], *init.get("unseal_keys_b64", [])]
+    found: list[str] = [init["root_token"], *init["unseal_keys"]]  # bootstrap.init_or_unseal
     table = service_table()
     with root_vault(stack) as vault:
         vault.wait_until_active(timeout=60)  # a test may just have restarted it
@@ -182,8 +182,8 @@ def secret_values(stack: StackUnderTest) -> list[str]:
                 for key, value in (vault.kv_get(path) or {}).items():
                     if isinstance(value, str) and is_secret_key(key):
                         found.append(value)
-    for service in table.services:
-        secret_id = stack.settings.state.secret_id_file(service)
+    for name in table.services:
+        secret_id = stack.settings.state.secret_id_file(name)
         if secret_id.exists():
             found.append(secret_id.read_text().strip())
     return [value for value in found if len(value) >= 8]
