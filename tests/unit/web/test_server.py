@@ -235,3 +235,12 @@ async def test_head_and_body_leave_in_one_write(keep_alive: bool) -> None:
     assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert transport.writes[0].endswith(b"\r\n\r\nok")
     assert transport.closed is not keep_alive
+
+
+@pytest.mark.parametrize(("setting", "module"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])
+def test_the_event_loop_setting(setting: str, module: str) -> None:
+    async def kind() -> str:
+        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+    assert run(kind(), setting) == module
+    assert WebSettings().event_loop == "uvloop"

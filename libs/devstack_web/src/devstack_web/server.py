@@ -227,13 +227,15 @@ async def serve_async(app: FastAPI, settings: WebSettings | None = None) -> None
                 loop.remove_signal_handler(sig)
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)` on a uvloop event loop (Python 3.11's asyncio.run takes no
-    loop factory; asyncio.Runner does)."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+def run(main: Coroutine[Any, Any, T], event_loop: str = "uvloop") -> T:
+    """`asyncio.run(main)` on a uvloop event loop, or asyncio's own with `event_loop="asyncio"`
+    (Python 3.11's asyncio.run takes no loop factory; asyncio.Runner does)."""
+    factory = uvloop.new_event_loop if event_loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
 
 
 def serve(app: FastAPI, settings: WebSettings | None = None) -> None:
     """Run `app` over HTTP (and HTTPS when TLS files are set) until SIGINT or SIGTERM."""
-    run(serve_async(app, settings))
+    settings = settings or getattr(app.state, "web_settings", None) or WebSettings()
+    run(serve_async(app, settings), settings.event_loop)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,6 +33,7 @@ class WebSettings(BaseSettings):
     | `DEVSTACK_API_RATE_WINDOW_SECONDS` | 60 | the window |
     | `DEVSTACK_API_BODY_LIMIT` | 1048576 | the largest request body, in bytes |
     | `DEVSTACK_API_LOG_LEVEL` | INFO | |
+    | `DEVSTACK_API_EVENT_LOOP` | uvloop | `uvloop`, or `asyncio` (the standard library's loop) |
     """
 
     model_config = SettingsConfigDict(env_prefix="DEVSTACK_API_", extra="ignore", frozen=True)
@@ -47,6 +48,7 @@ class WebSettings(BaseSettings):
     rate_window_seconds: int = Field(default=60, ge=1, le=86400)
     body_limit: int = Field(default=1_048_576, ge=1, le=64 * 1_048_576)
     log_level: str = "INFO"
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     @field_validator("cors_origins", mode="before")
     @classmethod
