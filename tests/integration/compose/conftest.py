@@ -30,36 +30,41 @@ import httpx
 import pytest
 
 from devstack_cli import compose
+from devstack_cli.stack import stack as service_table
 from tests.conftest import StackUnderTest, new_state_dir
-from tests.parity.implementations import base_urls
+from tests.parity.implementations import STACK_APPS, base_urls
 
 COMPOSE_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_COMPOSE_PORT_OFFSET", "1400"))
-COMPOSE_PROFILE = "standard"  # the profile the image carries (docs/compose.md)
-# Implementations of the contract that the image does not carry yet (docs/compose.md).
-NOT_IN_IMAGE = set(compose.PROFILE_SERVICES)
+# Every service, the five APIs included, by default; DEVSTACK_TEST_COMPOSE_PROFILE=standard for
+# a quicker run while developing.
+COMPOSE_PROFILE = os.environ.get("DEVSTACK_TEST_COMPOSE_PROFILE", "full")
+# Implementations of the session's stack that the compose stack's profile does not start.
+NOT_IN_COMPOSE = set(STACK_APPS) - {s.name for s in service_table().in_profile(COMPOSE_PROFILE)}
 HERE = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """An imported suite parametrised over an implementation the image lacks: skipped, named."""
+    """An imported suite parametrised over an implementation the compose stack does not run:
+    skipped, named."""
     for item in items:
         if HERE not in item.path.parents:
             continue
         params = getattr(item, "callspec", None)
         values = {str(v) for v in params.params.values()} if params else set()
-        missing = sorted(values & NOT_IN_IMAGE)
+        missing = sorted(values & NOT_IN_COMPOSE)
         if missing:
-            item.add_marker(pytest.mark.skip(reason=f"{missing[0]} is not in the compose image"))
+            reason = f"{missing[0]} is not in the compose profile {COMPOSE_PROFILE}"
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="module")
 async def clients(stack: StackUnderTest) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    """The parity suite's clients (tests/parity/conftest.py), for the implementations the image
-    carries: a test comparing every implementation compares those."""
+    """The parity suite's clients (tests/parity/conftest.py), for the implementations the
+    compose stack runs: a test comparing every implementation compares those."""
     opened = {
         name: httpx.AsyncClient(base_url=url, timeout=30.0)
         for name, url in base_urls(stack).items()
-        if name not in NOT_IN_IMAGE
+        if name not in NOT_IN_COMPOSE
     }
     try:
         yield opened
@@ -124,7 +129,7 @@ def obtain_engine() -> bool:
         if not compose.can_run_private_engine():
             SKIPPED.append(f"compose: no container engine can be had here ({exc}); skipped")
             pytest.skip(SKIPPED[-1])
-    compose.start_private_engine(lambda line: None)
+    compose.start_private_engine(lambda _line: None)
     return True
 
 
@@ -153,7 +158,7 @@ def compose_stack() -> Iterator[ComposeStack]:
         devstack(under_test, "reset", "--yes", timeout=300)
         shutil.rmtree(under_test.state_dir, ignore_errors=True)
         if started_engine:
-            compose.stop_private_engine(lambda line: None)
+            compose.stop_private_engine(lambda _line: None)
     after = compose.network_state()
     assert after == before, "the container engine left the host's network changed"
 

@@ -1,12 +1,50 @@
-"""A compose stack whose containers all died (the engine killed under it, a reboot) comes back
-with one `devstack up`, with its data."""
+"""A server container whose process dies is started again by the engine, and Vault comes back
+unsealed; a compose stack whose containers all died (the engine killed under it, a reboot) comes
+back with one `devstack up`, with its data."""
 
 from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
 
 from devstack_cli.vault import Vault
 from tests.integration.compose.conftest import COMPOSE_PROFILE, ComposeStack, devstack
 
 MARK = "secret/data/compose-restart-proof"
+RECOVERY_TIMEOUT = 300.0  # generous: a loaded 2-core machine; no figure depends on it
+
+
+def container(stack: ComposeStack, service: str) -> dict[str, Any]:
+    return next(
+        c
+        for c in stack.containers()
+        if c["Config"]["Labels"]["com.docker.compose.service"] == service
+    )
+
+
+def all_healthy(stack: ComposeStack) -> bool:
+    report = stack.status()
+    return all(s["state"] == "healthy" for s in report["services"].values())
+
+
+def test_vault_killed_in_its_container_is_restarted_and_unsealed(
+    compose_stack: ComposeStack,
+) -> None:
+    before = container(compose_stack, "vault")
+    os.kill(before["State"]["Pid"], signal.SIGKILL)  # a crash, not `docker stop`
+    deadline = time.monotonic() + RECOVERY_TIMEOUT
+    while time.monotonic() < deadline:
+        now = container(compose_stack, "vault")
+        if now["RestartCount"] > before["RestartCount"] and all_healthy(compose_stack):
+            break
+        time.sleep(1.0)
+    else:
+        raise AssertionError(f"Vault was not restarted and unsealed in {RECOVERY_TIMEOUT:.0f} s")
+    assert compose_stack.creds("postgres")["password"]
+    logs = compose_stack.docker("logs", container(compose_stack, "vault-bootstrap")["Id"])
+    assert (logs.stdout + logs.stderr).count("unsealing Vault") >= 2
 
 
 def test_up_brings_back_a_stack_whose_containers_were_all_killed(

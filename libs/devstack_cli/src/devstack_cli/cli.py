@@ -70,10 +70,21 @@ BREAKAGE = {"failed": 0, "exited": 1, "unhealthy": 2, "starting": 3, "pending": 
 
 
 def install_missing(s: Settings, services: list[str]) -> None:
+    log = s.state.logs / "setup.log"
+    if {"victorialogs", "vlagent"} & set(services):
+        # Built before the supervisor starts, as FerretDB is, not inside a launcher that `up`
+        # is already timing (a few minutes the first time on 2 cores).
+        from devstack_cli.servers import victorialogs
+
+        if not all(victorialogs.binary(n).exists() for n in victorialogs.PROGRAMS):
+            out.print(f"building VictoriaLogs {victorialogs.VERSION} once (log: {log})")
+            try:
+                victorialogs.build(log)
+            except (FileNotFoundError, RuntimeError) as exc:
+                fail(str(exc), EXIT_ENVIRONMENT)
     missing = tools.missing_for(services)
     if not missing:
         return
-    log = s.state.logs / "setup.log"
     apt = sorted({m.apt for m in missing if m.apt})
     if apt and tools.can_use_apt():
         out.print(f"installing with apt: {' '.join(apt)} (log: {log})")

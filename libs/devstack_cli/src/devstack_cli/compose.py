@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack_cli.plan import Probe
 from devstack_cli.settings import Settings, cache_dir, repo_root, write_private
 
 COMPOSE_FILE = "compose.yaml"
@@ -48,13 +49,21 @@ BASE_IMAGE_DEFAULT = "debian:bookworm-slim"
 LOCAL_BASE_IMAGE = "devstack-core/debian:bookworm-minbase"
 STATE = "/state"  # DEVSTACK_STATE_DIR inside every container
 PROBE = "/opt/devstack/stack/containers/probe.py"
-PROFILE_SERVICES = ("golang", "nodejs", "rust")  # built by polyglot.py: not in the image yet
 CONDITIONS = {
     "started": "service_started",
     "healthy": "service_healthy",
     "completed": "service_completed_successfully",
 }
 ENGINE_MARK = "engine"  # <state>/engine holds "compose" while the compose stack is the stack
+# Natively the supervisor runs Vault's bootstrap again whenever Vault restarts (it comes back
+# sealed); Compose cannot rerun a one-shot, so there the bootstrap stays up once done and unseals
+# Vault whenever it finds it sealed. It is healthy (and reported `completed`) once done.
+BOOTSTRAP = "vault-bootstrap"
+BOOTSTRAPPED = f"{STATE}/vault/bootstrapped"  # in the bootstrap's own volume
+RESTART_POLICY = "unless-stopped"  # a server that dies is started again, as natively
+# Profiles whose servers the image does not carry yet: VictoriaLogs is built from its Go module
+# natively (servers/victorialogs.py) and not staged into the image.
+NATIVE_ONLY_PROFILES = ("observability",)
 
 Say = Callable[[str], None]
 
@@ -86,11 +95,6 @@ def _programs_in_the_image() -> Iterator[None]:
         yield
     finally:
         tools.find = original
-
-
-def in_image(name: str) -> bool:
-    """True for the services the runtime image carries (not yet the polyglot APIs)."""
-    return name not in PROFILE_SERVICES
 
 
 def _command(argv: tuple[str, ...], base_ports: set[int]) -> list[str]:
@@ -142,8 +146,8 @@ def model() -> dict[str, Any]:
     profiles = list(table.profiles)
     with _programs_in_the_image():
         plan = engine.render_plan(settings, "+".join(profiles))
-    in_compose = [p for p in plan.processes if in_image(p.service)]
-    services_with_approle = [s.name for s in table.services.values() if in_image(s.name)]
+    in_compose = plan.processes
+    services_with_approle = list(table.services)
     services: dict[str, Any] = {}
     volumes: dict[str, Any] = {}
     build = {
@@ -165,6 +169,10 @@ def model() -> dict[str, Any]:
         entry["profiles"] = list(service.profiles)
         entry["network_mode"] = "host"
         entry["command"] = _command(process.command, base_ports)
+        if process.name == BOOTSTRAP:
+            entry["command"] = ["python", "-m", "devstack_cli.compose", "bootstrap-and-watch"]
+        if not process.one_shot or process.name == BOOTSTRAP:
+            entry["restart"] = RESTART_POLICY
         entry["environment"] = {"DEVSTACK_PORT_OFFSET": "${DEVSTACK_PORT_OFFSET:-0}"}
         if process.stop_signal != "SIGTERM":
             entry["stop_signal"] = process.stop_signal
@@ -182,9 +190,12 @@ def model() -> dict[str, Any]:
             volumes[mount.split(":", 1)[0]] = {}
         if mounts:
             entry["volumes"] = mounts
-        if process.probe is not None:
+        probe = process.probe
+        if process.name == BOOTSTRAP:
+            probe = Probe(exec=("test", "-e", BOOTSTRAPPED))
+        if probe is not None:
             entry["healthcheck"] = {
-                "test": ["CMD", "python3", "-I", PROBE, _probe_json(process.probe, base_ports)],
+                "test": ["CMD", "python3", "-I", PROBE, _probe_json(probe, base_ports)],
                 "interval": "3s",
                 "timeout": "20s",
                 "retries": 5,
@@ -192,7 +203,8 @@ def model() -> dict[str, Any]:
             }
         if process.depends_on:
             entry["depends_on"] = {
-                dep: {"condition": CONDITIONS[cond]} for dep, cond in process.depends_on.items()
+                dep: {"condition": CONDITIONS["healthy" if dep == BOOTSTRAP else cond]}
+                for dep, cond in process.depends_on.items()
             }
         services[process.name] = entry
     return {"version": "3.9", "services": services, "volumes": dict(sorted(volumes.items()))}
@@ -607,7 +619,8 @@ def ensure_local_base(engine: Engine, say: Say) -> str:
 
 def stage_build_context(say: Say) -> None:
     """What the image copies from the building machine: FerretDB (built from its Go module by
-    the same code as natively) and the machine's own CAs (an intercepting egress proxy)."""
+    the same code as natively), the Go, Node.js and Rust APIs, and the machine's own CAs (an
+    intercepting egress proxy)."""
     from devstack_cli import tools
 
     here = repo_root() / "stack" / "containers"
@@ -625,6 +638,7 @@ def stage_build_context(say: Say) -> None:
         shutil.rmtree(here / "staged", ignore_errors=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(binary, target)
+    stage_polyglot(here / "staged", say)
     extra = here / "extra-ca"
     wanted = {p.name: p for p in sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))}
     for old in extra.glob("*.crt"):
@@ -633,6 +647,43 @@ def stage_build_context(say: Say) -> None:
     for name, source in wanted.items():
         if not (extra / name).exists() or (extra / name).read_bytes() != source.read_bytes():
             shutil.copyfile(source, extra / name)
+
+
+def stage_polyglot(staged: Path, say: Say) -> None:
+    """Each polyglot API as `devstack up` builds it natively (the same recipe, the same cache:
+    no rebuild when the machine has built it already), and this machine's `node` for the
+    Node.js one. The image copies them rather than building them: with no registry, it has no
+    Go, Rust or Node.js base image to build on. An API whose toolchain is missing here is left
+    out of the image, and said so."""
+    from devstack_cli import polyglot
+
+    log = cache_dir() / "compose" / "setup.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    (staged / "polyglot").mkdir(parents=True, exist_ok=True)  # the image copies it, even empty
+    for recipe in polyglot.RECIPES.values():
+        target = staged / "polyglot" / recipe.name
+        missing = polyglot.missing_toolchains(recipe)
+        if missing:
+            say(
+                f"{recipe.name} is left out of the image: it needs "
+                + "; ".join(t.install for t in missing)
+            )
+            shutil.rmtree(target, ignore_errors=True)
+            continue
+        try:
+            out = polyglot.build(recipe, log, say)
+        except polyglot.BuildError as exc:
+            raise ComposeError(str(exc), 1) from None
+        if not (target / out.name / polyglot.BUILT_MARKER).exists():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(out, target / out.name, symlinks=True)
+    bin_dir = staged / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    node, copy = shutil.which("node"), bin_dir / "node"
+    if node is None:
+        copy.unlink(missing_ok=True)
+    elif not copy.exists() or _digest(copy) != _digest(Path(node).resolve()):
+        shutil.copy2(Path(node).resolve(), copy)
 
 
 def _digest(path: Path) -> str:
@@ -692,6 +743,12 @@ def profiles_of(profile: str) -> list[str]:
             + "; the compose engine takes a profile's name",
             2,
         )
+    if profile in NATIVE_ONLY_PROFILES:
+        raise ComposeError(
+            f"the {profile} profile runs on the native engine only for now (docs/compose.md): "
+            f"`devstack up --profile {profile}`",
+            2,
+        )
     return [profile]
 
 
@@ -737,7 +794,7 @@ def snapshot(engine: Engine, settings: Settings, profile: str) -> dict[str, Any]
     from devstack_cli import engine as native
     from devstack_cli.stack import stack
 
-    wanted = [s.name for s in stack().in_profile(profile) if in_image(s.name)]
+    wanted = [s.name for s in stack().in_profile(profile)]
     with _programs_in_the_image():
         plan = native.render_plan(Settings(state_dir=Path(STATE), port_offset=0), profile)
     by_service = {
@@ -754,7 +811,9 @@ def snapshot(engine: Engine, settings: Settings, profile: str) -> dict[str, Any]
             st = found["State"]
             pid = st.get("Pid") or None
             health = (st.get("Health") or {}).get("Status")
-            if st["Status"] == "running":
+            if st["Status"] == "running" and spec.name == BOOTSTRAP and health == "healthy":
+                state = "completed"  # done, and watching (BOOTSTRAP)
+            elif st["Status"] == "running":
                 state = {"healthy": "healthy", "unhealthy": "unhealthy"}.get(
                     health or "", "starting" if spec.probe else "running"
                 )
@@ -813,8 +872,6 @@ def export_state(engine: Engine, settings: Settings) -> None:
         for name in ("ca.pem", "ca-chain.pem"):
             write_private(paths.ca / name, (Path(tmp) / "ca" / name).read_text(), mode=0o644)
         for service in stack().services.values():
-            if not in_image(service.name):
-                continue
             target = Path(tmp) / "approle" / service.name
             target.parent.mkdir(parents=True, exist_ok=True)
             copied = engine.run(
@@ -964,11 +1021,59 @@ def prepare_image(apps: list[str]) -> None:
         appenv.sync(settings, app, log)
 
 
+def bootstrap_and_watch(interval: float = 2.0) -> None:
+    """The compose stack's `vault-bootstrap` (see BOOTSTRAP): init or unseal, bootstrap, mark
+    it done, then unseal Vault again whenever it comes back sealed (a restarted container)."""
+    from devstack_cli import bootstrap
+    from devstack_cli.stack import stack
+    from devstack_cli.vault import UNREACHABLE, Vault, VaultError
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    settings = Settings()
+    done = Path(BOOTSTRAPPED)
+    done.unlink(missing_ok=True)  # an earlier run's: its volume outlives the container
+    root = bootstrap.init_or_unseal(settings, log)
+    bootstrap.bootstrap(settings, stack(), root, log)
+    done.touch()
+    log("bootstrap complete; unsealing Vault whenever it restarts")
+    while True:
+        time.sleep(interval)
+        try:
+            with Vault.for_settings(settings) as vault:
+                sealed = vault.health()["sealed"]
+            if sealed:
+                bootstrap.init_or_unseal(settings, log)
+        except (*UNREACHABLE, VaultError) as exc:  # restarting: try again
+            log(f"Vault not ready yet ({type(exc).__name__})")
+
+
+def record_builds() -> None:
+    """Run by the Dockerfile: each polyglot build the image carries recorded in the image's
+    state folder, where the launcher finds it natively too (devstack_cli.polyglot)."""
+    from devstack_cli import polyglot
+
+    settings = Settings()
+    for name in polyglot.RECIPES:
+        for out in sorted((cache_dir() / "polyglot" / name).glob("*")):
+            if (out / polyglot.BUILT_MARKER).exists():
+                polyglot.record_build(settings, name, out)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["prepare-image"]:
         prepare_image(argv[1:])
         return 0
-    print("usage: python -m devstack_cli.compose prepare-image APP...", file=sys.stderr)
+    if argv == ["record-builds"]:
+        record_builds()
+        return 0
+    if argv == ["bootstrap-and-watch"]:
+        bootstrap_and_watch()
+        return 0
+    usage = "usage: python -m devstack_cli.compose prepare-image APP... | record-builds"
+    usage += " | bootstrap-and-watch"
+    print(usage, file=sys.stderr)
     return 2
 
 

@@ -63,6 +63,21 @@ TOOLS: dict[str, tuple[Tool, ...]] = {
         Tool("rabbitmq-server", "rabbitmq-server", "rabbitmq", path_first=False),
         Tool("epmd", "erlang-base", "erlang"),
     ),
+    # The observability profile (docs/observability.md); VictoriaLogs is built from source:
+    # see devstack_cli.servers.victorialogs.
+    "postgres_exporter": (
+        Tool("prometheus-postgres-exporter", "prometheus-postgres-exporter", "postgres_exporter"),
+    ),
+    "mysqld_exporter": (
+        Tool("prometheus-mysqld-exporter", "prometheus-mysqld-exporter", "mysqld_exporter"),
+    ),
+    "redis_exporter": (
+        Tool("prometheus-redis-exporter", "prometheus-redis-exporter", "redis_exporter"),
+    ),
+    "prometheus": (
+        Tool("prometheus", "prometheus", "prometheus"),
+        Tool("promtool", "prometheus", "prometheus"),
+    ),
 }
 
 

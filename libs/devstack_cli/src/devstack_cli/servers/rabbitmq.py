@@ -2,7 +2,8 @@
 
 Plain ports, each a documented choice, on 127.0.0.1 only and behind a password: AMQP 5672 for
 AMQP tools and clients without TLS (the stack's own clients use 5671), management 15672 (HTTP:
-the UI and API; its probe is the supervisor's readiness check). Erlang's port mapper and
+the UI and API; its probe is the supervisor's readiness check), Prometheus metrics 15692 (HTTP,
+read by the observability profile's Prometheus). Erlang's port mapper and
 distribution port (node-to-node, `rabbitmqctl`) bind to 127.0.0.1 too.
 
 Users, the vhost and permissions are written as a definitions file (mode 0600, passwords as
@@ -79,7 +80,7 @@ def launch(ctx: Launch) -> Exec:
     tls = ctx.tls()
     defs = ctx.dir / "definitions.json"
     write_private(defs, json.dumps(definitions(app, admin), indent=2))
-    (ctx.dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
+    (ctx.dir / "enabled_plugins").write_text("[rabbitmq_management,rabbitmq_prometheus].\n")
     config = ctx.dir / "rabbitmq.conf"
     config.write_text(
         f"""listeners.tcp.default = 127.0.0.1:{ctx.port("amqp")}
@@ -91,6 +92,8 @@ ssl_options.verify = verify_none
 ssl_options.fail_if_no_peer_cert = false
 management.tcp.ip = 127.0.0.1
 management.tcp.port = {ctx.port("management")}
+prometheus.tcp.ip = 127.0.0.1
+prometheus.tcp.port = {ctx.port("prometheus")}
 load_definitions = {defs}
 loopback_users = none
 log.console = true

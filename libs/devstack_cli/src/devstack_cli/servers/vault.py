@@ -49,6 +49,12 @@ cluster_addr = "http://127.0.0.1:{cluster}"
 ui           = false
 log_level    = "info"
 
+# /v1/sys/metrics in Prometheus's format (read by Prometheus with its own AppRole's token).
+telemetry {{
+  prometheus_retention_time = "24h"
+  disable_hostname          = true
+}}
+
 # Every request and response, with secret values HMAC'd (never in clear): how requests are
 # counted (bench/client) and what an operator reads after an incident. OpenBao only accepts
 # audit devices declared here, not through its API.
