@@ -3,7 +3,8 @@
     python -OO bench/baselines/starlette_app.py --mode bare|redis --port PORT
 
 `bare`: a Starlette app whose one route, `GET /health`, answers `{"status": "ok"}`: what the
-framework and the server (uvicorn, as the Python APIs run it: asyncio loop, h11) cost alone.
+framework and the server (uvicorn with the APIs' server settings: `uvicorn.run`'s defaults pick
+uvloop and httptools, which an API's environment has) cost alone.
 
 `redis`: the same, plus `GET /examples/cache/{key}` answering exactly as the APIs do (the entry
 as JSON, 404 when missing), through the same library call the APIs make
