@@ -61,8 +61,11 @@ export class RedisPool extends ManagedPool<Cluster> {
     }
   }
 
+  /** A client that gave up, or lost every node and waits for its own reconnection backoff (up to
+   *  2 s): replaced at the next operation, which the pool only runs once the servers accept
+   *  connections again, so health and the routes are back as soon as the cluster is. */
   protected override isDead(cluster: Cluster): boolean {
-    return cluster.status === "end";
+    return cluster.status === "end" || cluster.status === "close" || cluster.status === "reconnecting";
   }
 
   protected override isAuthError(error: unknown): boolean {
