@@ -14,6 +14,8 @@ let loaded: typeof import("mongodb") | undefined;
 export interface MongoHandle {
   readonly client: MongoClient;
   readonly db: Db;
+  /** Its topology closed for good (see onConnectionError): replaced at the next use. */
+  broken: boolean;
 }
 
 export class MongoPool extends ManagedPool<MongoHandle> {
@@ -38,7 +40,7 @@ export class MongoPool extends ManagedPool<MongoHandle> {
       appName: "devstack_nodejs",
       directConnection: true,
     });
-    return { client, db: client.db(database) };
+    return { client, db: client.db(database), broken: false };
   }
 
   protected async warmUp(handle: MongoHandle): Promise<void> {
@@ -47,6 +49,20 @@ export class MongoPool extends ManagedPool<MongoHandle> {
 
   protected async closeClient(handle: MongoHandle): Promise<void> {
     await handle.client.close();
+  }
+
+  protected override isDead(handle: MongoHandle): boolean {
+    return handle.broken;
+  }
+
+  /** A MongoClient whose connection attempt failed (the server was down when it first
+   *  connected) closes its topology and answers "Topology is closed" to every later call, even
+   *  once the server is back: such a client is replaced. */
+  protected override onConnectionError(handle: MongoHandle, error: unknown): void {
+    if (loaded === undefined) return;
+    if (error instanceof loaded.MongoServerSelectionError || error instanceof loaded.MongoTopologyClosedError) {
+      handle.broken = true;
+    }
   }
 
   protected override isAuthError(error: unknown): boolean {
