@@ -69,24 +69,8 @@ def operations(spec: dict[str, Any]) -> list[tuple[str, str, str]]:
 # Each is an open item of that implementation's issue, written down there; a test of such a
 # behaviour runs for every other implementation and names the gap it skips (see `having`).
 # Remove an entry as soon as the implementation has the behaviour.
-GAPS: dict[str, frozenset[str]] = {
-    # Go's net/http and actix-web answer a request they cannot parse themselves, without a
-    # problem document.
-    # Go's health check of Redis stays `unavailable` after the masters were SIGKILLed and
-    # replaced (tests/integration/test_faults.py), while its cache routes work.
-    "golang": frozenset({"parser-problem", "mongodb-fast-503", "redis-health-after-restart"}),
-    # Both wait for the MongoDB driver's server selection when FerretDB is stopped (a timeout),
-    # where the outage policy answers `unavailable` at once.
-    "rust": frozenset(
-        {
-            "parser-problem",
-            "mongodb-fast-503",
-            "consume-delivery",
-            "request-log",
-            "vault-health-next-check",
-        }
-    ),
-}
+# None today: every implementation has every behaviour.
+GAPS: dict[str, frozenset[str]] = {}
 
 
 def implementations_with(behaviour: str) -> tuple[str, ...]:
