@@ -186,7 +186,7 @@ def secret_values(stack: StackUnderTest) -> list[str]:
         secret_id = stack.settings.state.secret_id_file(name)
         if secret_id.exists():
             found.append(secret_id.read_text().strip())
-    return [value for value in found if len(value) >= 8]
+    return list(dict.fromkeys(value for value in found if len(value) >= 8))  # each once
 
 
 def leaks_in_logs(stack: StackUnderTest) -> list[str]:
