@@ -84,10 +84,19 @@ def temporary_approle(
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: each socket stays bound until all are chosen (one at a time,
+    the kernel may hand the same port out twice)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(count):
+            sock = held.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def launch_command(stack: StackUnderTest, name: str) -> list[str]:
@@ -116,7 +125,7 @@ async def running_implementation(
     """Start `name` with `role`'s credentials and extra DEVSTACK_* `settings`; stop it after
     (SIGTERM, then SIGKILL), whatever happens in between."""
     tls = stack.settings.state.service_dir(name) / "tls"
-    http_port = free_port()
+    http_port, https_port = free_ports(2)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVSTACK_", "VAULT_"))}
     env.update(
         {
@@ -125,7 +134,7 @@ async def running_implementation(
             "DEVSTACK_CA_FILE": stack.ca_file,
             "DEVSTACK_PORT_OFFSET": str(stack.port_offset),
             "DEVSTACK_API_HTTP_PORT": str(http_port),
-            "DEVSTACK_API_HTTPS_PORT": str(free_port()),
+            "DEVSTACK_API_HTTPS_PORT": str(https_port),
             "DEVSTACK_API_TLS_CERT_FILE": str(tls / "cert.pem"),
             "DEVSTACK_API_TLS_KEY_FILE": str(tls / "key.pem"),
             **{f"DEVSTACK_{key.upper()}": value for key, value in settings.items()},
