@@ -139,8 +139,9 @@ async fn renews_then_logs_in_again_when_renewal_is_capped() {
     vault.start().await.expect("login");
     let keeper = tokio::spawn(vault.clone().keep_alive());
     // Two full renewals, then a capped one (1 s for a 2 s token): the client logs in again.
+    // The client's own count: the fake server counts a login before the client has its answer.
     for _ in 0..200 {
-        if state.lock().expect("state").logins >= 2 {
+        if vault.login_count() >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -154,7 +155,13 @@ async fn renews_then_logs_in_again_when_renewal_is_capped() {
     let s = state.lock().expect("state");
     assert!(s.renewals >= 3, "renewed {} times", s.renewals);
     assert!(s.logins >= 2, "logged in {} times", s.logins);
-    assert_eq!(vault.login_count(), u64::from(s.logins));
+    // Every login the client counted reached Vault; at most one more was in flight at the abort.
+    let counted = vault.login_count();
+    let seen = u64::from(s.logins);
+    assert!(
+        counted >= 2 && (counted..=counted + 1).contains(&seen),
+        "{counted} vs {seen}"
+    );
 }
 
 #[actix_web::test]
