@@ -74,9 +74,9 @@ def install_missing(s: Settings, services: list[str]) -> None:
     if {"victorialogs", "vlagent"} & set(services):
         # Built before the supervisor starts, as FerretDB is, not inside a launcher that `up`
         # is already timing (a few minutes the first time on 2 cores).
-        from devstack_cli.servers import victorialogs
+        from devstack_cli.servers import victorialogs  # here: it imports the server kit
 
-        if not all(victorialogs.binary(n).exists() for n in victorialogs.PROGRAMS):
+        if victorialogs.GO_MODULE.missing():
             out.print(f"building VictoriaLogs {victorialogs.VERSION} once (log: {log})")
             try:
                 victorialogs.build(log)

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack_cli.settings import cache_dir
@@ -116,7 +116,7 @@ def require(name: str) -> str:
 
 
 def ferretdb_binary() -> Path:
-    return cache_dir() / "ferretdb" / FERRETDB_VERSION / "ferretdb"
+    return FERRETDB.binary("ferretdb")
 
 
 @dataclass(frozen=True)
@@ -175,8 +175,8 @@ def install_commands(missing: list[Missing]) -> list[str]:
         lines.append(f"macOS: brew install {' '.join(brew)}")
     if any(m.build for m in missing):
         lines.append(
-            f"FerretDB {FERRETDB_VERSION}: install Go 1.24 or newer (https://go.dev/dl, or "
-            "`brew install go`), then run `./devstack up` again: it builds FerretDB itself"
+            f"FerretDB {FERRETDB_VERSION}: {GO_HINT}, then run `./devstack up` again: it "
+            "builds FerretDB itself"
         )
     return lines
 
@@ -193,45 +193,84 @@ def apt_install(packages: list[str], log_file: Path) -> None:
                 raise RuntimeError(f"`{' '.join(argv)}` failed; see {log_file}")
 
 
-def build_ferretdb(log_file: Path) -> Path:
-    """Build FerretDB from its Go module into the per-user cache (about a minute, once).
+@dataclass(frozen=True)
+class GoModule:
+    """Programs built from a Go module's source into the per-user cache, keyed by version:
+    `<cache>/<folder>/<version>/<program>` (the layout every existing cache already has)."""
 
-    A plain `go install` builds a binary that panics at start: FerretDB's build reads a
-    generated `build/version/version.txt`, so the module is copied and that file written first.
-    """
+    module: str
+    version: str
+    folder: str  # under the cache: ferretdb, victorialogs
+    programs: dict[str, str]  # program -> its package in the module (`./cmd/ferretdb`)
+    needs: str  # what the Go hint names: "FerretDB"
+    files: dict[str, str] = field(default_factory=dict)  # written into the source first
+
+    def binary(self, program: str) -> Path:
+        return cache_dir() / self.folder / self.version / program
+
+    def missing(self) -> list[str]:
+        return [name for name in self.programs if not self.binary(name).exists()]
+
+
+FERRETDB = GoModule(
+    FERRETDB_MODULE,
+    FERRETDB_VERSION,
+    "ferretdb",
+    {"ferretdb": "./cmd/ferretdb"},
+    "FerretDB",
+    # A plain `go install` builds a binary that panics at start: FerretDB's build reads a
+    # generated `build/version/version.txt`, so the module is copied and that file written.
+    files={"build/version/version.txt": FERRETDB_VERSION + "\n"},
+)
+GO_HINT = "install Go 1.24 or newer (https://go.dev/dl, or `brew install go`)"
+
+
+def build_go_module(spec: GoModule, log_file: Path) -> None:
+    """Build whichever of the module's programs is missing: download the module, copy it
+    (writable, with `spec.files` written), `go build` each program, then move it into place
+    (a build cut short leaves only a `.partial` file). Go's own build cache makes a second
+    build of the same module quick."""
+    missing = spec.missing()
+    if not missing:
+        return
     go = shutil.which("go")
     if go is None:
-        raise FileNotFoundError(
-            "Go is needed to build FerretDB: "
-            + install_commands([Missing("mongodb", "ferretdb", build=True)])[0]
-        )
-    target = ferretdb_binary()
-    target.parent.mkdir(parents=True, exist_ok=True)
+        raise FileNotFoundError(f"Go is needed to build {spec.needs} {spec.version}: {GO_HINT}")
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log, tempfile.TemporaryDirectory() as tmp:
         download = subprocess.run(
-            [go, "mod", "download", "-json", f"{FERRETDB_MODULE}@{FERRETDB_VERSION}"],
+            [go, "mod", "download", "-json", f"{spec.module}@{spec.version}"],
             capture_output=True,
             env=env,
             cwd=tmp,
         )
         log.write(download.stderr)
         if download.returncode:
-            raise RuntimeError(f"downloading {FERRETDB_MODULE} failed; see {log_file}")
+            raise RuntimeError(f"downloading {spec.module}@{spec.version} failed; see {log_file}")
         source = Path(tmp) / "src"
         shutil.copytree(json.loads(download.stdout)["Dir"], source)
         for path in source.rglob("*"):
             path.chmod(path.stat().st_mode | 0o200)
-        (source / "build" / "version" / "version.txt").write_text(FERRETDB_VERSION + "\n")
-        partial = target.with_name("ferretdb.partial")
-        build = subprocess.run(
-            [go, "build", "-trimpath", "-o", str(partial), "./cmd/ferretdb"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=source,
-        )
-        if build.returncode:
-            raise RuntimeError(f"building FerretDB failed; see {log_file}")
-        partial.replace(target)
-    return target
+        for relative, text in spec.files.items():
+            (source / relative).write_text(text)
+        for name in missing:
+            target = spec.binary(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f"{name}.partial")
+            build = subprocess.run(
+                [go, "build", "-trimpath", "-o", str(partial), spec.programs[name]],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=source,
+            )
+            if build.returncode:
+                raise RuntimeError(f"building {name} {spec.version} failed; see {log_file}")
+            partial.replace(target)
+
+
+def build_ferretdb(log_file: Path) -> Path:
+    """Build FerretDB from its Go module into the per-user cache (about a minute, once)."""
+    build_go_module(FERRETDB, log_file)
+    return ferretdb_binary()
