@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,10 +21,11 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
-from devstack_cli import appenv, compose, engine, polyglot, tools
+from devstack_cli import appenv, compose, engine, polyglot, report, supervisor, tools
 from devstack_cli.engine import ServiceState
+from devstack_cli.plan import Plan
 from devstack_cli.report import status_table
-from devstack_cli.settings import Settings, SettingsError
+from devstack_cli.settings import Settings, SettingsError, repo_root
 from devstack_cli.stack import UnknownProfileError, UnknownServiceError, stack
 
 EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 1, 2, 3
@@ -188,13 +190,13 @@ def up(
     else:
         seen: dict[str, str] = {}
 
-        def report(states: list[ServiceState]) -> None:
+        def print_changes(states: list[ServiceState]) -> None:
             for st in states:
                 if seen.get(st.name) != st.state:
                     seen[st.name] = st.state
                     out.print(f"{time.monotonic() - started:6.1f}s  {st.name:<10} {st.state}")
 
-        ok, states = engine.wait_until_healthy(s, s.up_timeout, report)
+        ok, states = engine.wait_until_healthy(s, s.up_timeout, print_changes)
     if ok:
         out.print(
             f"[green]all {len(states)} services healthy[/green] in "
@@ -235,9 +237,7 @@ def down() -> None:
 def status(
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
 ) -> None:
-    """Each service's state and ports."""
-    from devstack_cli import report  # also what `devstack_cli.entry` runs without Typer
-
+    """Each service's state and ports (`devstack_cli.entry` prints the same without Typer)."""
     s = settings()
     snapshot = compose_snapshot(s) if compose.in_use(s) else engine.status(s)
     code = report.status(s, snapshot, json_output)
@@ -248,8 +248,6 @@ def status(
 @app.command()
 def health() -> None:
     """Exit 0 when every service is healthy, 1 otherwise."""
-    from devstack_cli import report
-
     s = settings()
     snapshot = compose_snapshot(s) if compose.in_use(s) else engine.status(s)
     code = report.health(s, snapshot)
@@ -267,15 +265,13 @@ def logs(
 ) -> None:
     """Show a service's log."""
     s = settings()
-    from devstack_cli.engine import render_plan
-
     if compose.in_use(s):
         known = compose.process_names(s, _last_profile(s), service)
         if not known:
             known_service(service)
         with compose_errors():
             raise typer.Exit(compose.logs(s, known, lines, follow))
-    plan = render_plan(s, _last_profile(s))
+    plan = engine.render_plan(s, _last_profile(s))
     names = [p.name for p in plan.processes]
     if service in names:
         files = [s.state.log_file(service)]
@@ -315,8 +311,6 @@ def _last_profile(s: Settings) -> str:
 
 
 def _control(command: str, service: str) -> None:
-    from devstack_cli.supervisor import request
-
     s = settings()
     snapshot = engine.status(s)
     if snapshot is None:
@@ -331,7 +325,7 @@ def _control(command: str, service: str) -> None:
     if command == "stop":
         targets.reverse()
     for name in targets:
-        request(s.state.supervisor_sock, {"cmd": command, "name": name}, timeout=120)
+        supervisor.request(s.state.supervisor_sock, {"cmd": command, "name": name}, timeout=120)
     out.print(f"{command} {', '.join(targets)}: done")
 
 
@@ -438,7 +432,7 @@ def bench(
     profile: Annotated[str, typer.Option(help="The profile of --isolated.")] = "standard",
 ) -> None:
     """Benchmark every implementation that is up with wrk, beside baselines and ceilings."""
-    from devstack_cli import bench as bench_module
+    from devstack_cli import bench as bench_module  # here: it imports httpx
 
     options = {k: v for k, v in locals().items() if k != "bench_module"}
     try:
@@ -466,10 +460,6 @@ def test(
     folder and on ports moved by DEVSTACK_TEST_PORT_OFFSET (default 100), beside yours, with the
     profile DEVSTACK_TEST_PROFILE (default `full`: every implementation of the contract).
     """
-    import subprocess
-
-    from devstack_cli.settings import repo_root
-
     root = repo_root()
     missing = tools.missing_test_tools()
     if missing and tools.can_use_apt():
@@ -711,14 +701,11 @@ def compose_engine_stop() -> None:
 
 @app.command("_supervise", hidden=True)
 def _supervise(plan_file: str) -> None:
-    from devstack_cli.plan import Plan
-    from devstack_cli.supervisor import run_supervisor
-
     for name in ("VAULT_TOKEN", "BAO_TOKEN"):
         os.environ.pop(name, None)
     s = settings()
     plan = Plan.model_validate_json(Path(plan_file).read_text())
-    run_supervisor(plan, s.state.supervisor_sock, s.state.supervisor_pid)
+    supervisor.run_supervisor(plan, s.state.supervisor_sock, s.state.supervisor_pid)
 
 
 @app.command("_bootstrap", hidden=True)
@@ -733,17 +720,18 @@ def _bootstrap() -> None:
 
 @app.command("_serve", hidden=True)
 def _serve(service: str, instance: int = 0) -> None:
-    from devstack_cli.servers import MODULES
+    # Here, not at the top: a launcher imports its own server's module only (entry.py's path).
+    from devstack_cli.servers import module_for
     from devstack_cli.servers.base import Launch, exec_server
 
     s = settings()
     ctx = Launch(s, stack().service(service), instance)
-    exec_server(ctx, MODULES[service].launch(ctx))
+    exec_server(ctx, module_for(service).launch(ctx))
 
 
 @app.command("_redis_cluster", hidden=True)
 def _redis_cluster() -> None:
-    from devstack_cli.servers.base import Launch
+    from devstack_cli.servers.base import Launch  # here: only this step needs the server kit
     from devstack_cli.servers.redis import ensure_cluster
 
     ensure_cluster(Launch(settings(), stack().service("redis")))
