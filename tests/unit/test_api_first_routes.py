@@ -91,6 +91,7 @@ def test_every_operation_has_exactly_one_route_with_its_method_and_path(app: Fas
     served: dict[str, list[tuple[str, str]]] = {}
     for route in routes(app):
         assert route.operation_id is not None, route.path
+        assert route.methods is not None, route.path
         for method in route.methods:
             served.setdefault(route.operation_id, []).append((method, route.path))
     assert served == {op: [where] for op, where in expected.items()}

@@ -172,7 +172,8 @@ def validator(spec: Spec, schema: Any) -> Draft202012Validator:
 
 
 def operation_id_violations(spec: Spec) -> list[str]:
-    found, seen = [], {}
+    found: list[str] = []
+    seen: dict[str, str] = {}  # operationId: where it is first used
     for path, method, op, _ in operations(spec):
         op_id = op.get("operationId")
         if not isinstance(op_id, str) or not CAMEL_CASE.match(op_id):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from devstack_cli.engine import render_plan, service_ports
-from devstack_cli.plan import Plan, ProcessSpec
+from devstack_cli.plan import Condition, Plan, ProcessSpec
 from devstack_cli.settings import Settings
 from devstack_cli.stack import stack
 
@@ -80,7 +80,7 @@ def test_no_secret_reaches_the_plan(settings: Settings) -> None:
     assert "token" not in text.lower()
 
 
-def spec(name: str, **deps: str) -> ProcessSpec:
+def spec(name: str, **deps: Condition) -> ProcessSpec:
     return ProcessSpec(
         name=name, service=name, command=("true",), depends_on=deps, log_file="/dev/null"
     )

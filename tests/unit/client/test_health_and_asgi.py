@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from devstack_client import (
     CheckOutcome,
@@ -110,8 +111,8 @@ class Route:
         self.path = path
 
 
-def make_app(route: str | None, seen: dict[str, Any]) -> Any:
-    async def app(scope: dict[str, Any], _receive: Any, send: Any) -> None:
+def make_app(route: str | None, seen: dict[str, Any]) -> ASGIApp:
+    async def app(scope: Scope, _receive: Receive, send: Send) -> None:
         if route is not None:
             scope["route"] = Route(route)  # what a router does once it matched
         seen["request_id"] = current_request_id()
@@ -122,13 +123,13 @@ def make_app(route: str | None, seen: dict[str, Any]) -> Any:
     return app
 
 
-async def call(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    sent: list[dict[str, Any]] = []
+async def call(app: ASGIApp, path: str, headers: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": b""}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": "GET", "path": path, "headers": headers}
@@ -202,7 +203,7 @@ async def test_in_flight_counts_a_request_while_it_is_served() -> None:
     release = asyncio.Event()
     observed: list[float | None] = []
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         scope["route"] = Route("/slow")
         await receive()
         observed.append(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from devstack_client import ClientSettings, DependencyUnavailable, VaultClient
 from tests.unit.client.test_vault_client import FakeVault
@@ -49,7 +50,7 @@ async def test_refused_credentials_wait_and_a_new_secret_id_is_used_at_once(
 ) -> None:
     fake = RotatingVault()
     settings = ClientSettings(
-        vault_role_id="role", vault_secret_id_file=secret_file, login_refused_retry=3600
+        vault_role_id=SecretStr("role"), vault_secret_id_file=secret_file, login_refused_retry=3600
     )
     vault = VaultClient(settings, transport=httpx.MockTransport(fake.handler))
     await vault.start()
@@ -80,7 +81,7 @@ async def test_refused_credentials_are_tried_again_after_the_wait(secret_file: P
     now = [1000.0]
     fake = RotatingVault()
     settings = ClientSettings(
-        vault_role_id="role", vault_secret_id_file=secret_file, login_refused_retry=960
+        vault_role_id=SecretStr("role"), vault_secret_id_file=secret_file, login_refused_retry=960
     )
     vault = VaultClient(settings, transport=httpx.MockTransport(fake.handler), clock=lambda: now[0])
     await vault.start()

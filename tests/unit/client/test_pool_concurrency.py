@@ -10,6 +10,7 @@ import asyncio
 from typing import Any, cast
 
 import pytest
+from pydantic import SecretStr
 
 from devstack_client import ClientSettings, DependencyTimeout
 from devstack_client.pools import MongoPool, MySQLPool, PostgresPool, RabbitPool, RedisPool
@@ -42,7 +43,7 @@ class _FakeRedisPool(RedisPool):
 
 def redis_pool(**settings: Any) -> RedisPool:
     return _FakeRedisPool(
-        ClientSettings(vault_token="s.test", **settings),
+        ClientSettings(vault_token=SecretStr("s.test"), **settings),
         cast(SecretStore, _Secrets()),
         cast(TrustStore, None),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from devstack_cli.stack import stack as service_table
 from devstack_client import ClientSettings, ConfigurationError
@@ -31,18 +31,22 @@ def test_no_credentials_is_refused_and_no_root_token_fallback(
 
 def test_a_token_and_an_approle_together_are_refused() -> None:
     with pytest.raises(ValidationError, match="not both"):
-        ClientSettings(vault_token="s.x", vault_role_id="r", vault_secret_id="s")
+        ClientSettings(
+            vault_token=SecretStr("s.x"),
+            vault_role_id=SecretStr("r"),
+            vault_secret_id=SecretStr("s"),
+        )
 
 
 def test_an_explicit_token_alone_is_accepted() -> None:
-    settings = ClientSettings(vault_token="s.abc")
+    settings = ClientSettings(vault_token=SecretStr("s.abc"))
     assert settings.vault_token is not None
     assert "s.abc" not in repr(settings)
 
 
 def test_a_role_id_without_secret_id_is_refused() -> None:
     with pytest.raises(ValidationError, match="no Vault credentials"):
-        ClientSettings(vault_role_id="r")
+        ClientSettings(vault_role_id=SecretStr("r"))
 
 
 def test_an_approle_name_needs_a_state_dir() -> None:
@@ -52,11 +56,11 @@ def test_an_approle_name_needs_a_state_dir() -> None:
 
 def test_plain_http_to_a_remote_vault_is_refused() -> None:
     with pytest.raises(ValidationError, match="plain HTTP"):
-        ClientSettings(vault_addr="http://vault.example.com:8200", vault_token="s.x")
-    ClientSettings(vault_addr="https://vault.example.com:8200", vault_token="s.x")
+        ClientSettings(vault_addr="http://vault.example.com:8200", vault_token=SecretStr("s.x"))
+    ClientSettings(vault_addr="https://vault.example.com:8200", vault_token=SecretStr("s.x"))
     ClientSettings(
         vault_addr="http://vault.example.com:8200",
-        vault_token="s.x",
+        vault_token=SecretStr("s.x"),
         vault_allow_insecure_http=True,
     )
 
@@ -100,12 +104,12 @@ def test_a_missing_approle_file_is_a_configuration_error(tmp_path: Path) -> None
 )
 def test_out_of_range_values_are_refused(field: str, value: float) -> None:
     with pytest.raises(ValidationError):
-        ClientSettings(vault_token="s.x", **{field: value})
+        ClientSettings.model_validate({"vault_token": "s.x", field: value})
 
 
 def test_unknown_secret_path_overrides_are_refused() -> None:
     with pytest.raises(ValidationError, match="unknown dependencies"):
-        ClientSettings(vault_token="s.x", secret_paths={"oracle": "db"})
+        ClientSettings(vault_token=SecretStr("s.x"), secret_paths={"oracle": "db"})
 
 
 def test_default_ports_agree_with_the_service_table() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from devstack_client import ClientSettings, ConfigurationError, DependencyUnavailable, VaultClient
@@ -64,11 +65,11 @@ class FakeVault:
             del self.tokens[token]
             return httpx.Response(204)
         if path == "secret/data/postgres":
-            data = {
+            secret = {
                 "data": {"user": "devstack", "password": "pw-123456"},
                 "metadata": {"version": 4},
             }
-            return httpx.Response(200, json={"data": data})
+            return httpx.Response(200, json={"data": secret})
         if path == "secret/data/admin/postgres":
             return httpx.Response(403, json={"errors": ["permission denied"]})
         return httpx.Response(404, json={"errors": []})
@@ -201,7 +202,7 @@ async def test_an_explicit_root_token_is_refused() -> None:
     fake = FakeVault(policies=["root"])
     fake.tokens["s.rootrootrootrootrootroot"] = {"exp": time.monotonic() + 100, "max": 1e12}
     vault = VaultClient(
-        ClientSettings(vault_token="s.rootrootrootrootrootroot"),
+        ClientSettings(vault_token=SecretStr("s.rootrootrootrootrootroot")),
         transport=httpx.MockTransport(fake.handler),
     )
     with pytest.raises(ConfigurationError, match="root token"):
@@ -213,7 +214,7 @@ async def test_an_explicit_token_is_used_with_a_warning() -> None:
     fake = FakeVault()
     fake.tokens["s.staticstaticstaticstati"] = {"exp": time.monotonic() + 100, "max": 1e12}
     vault = VaultClient(
-        ClientSettings(vault_token="s.staticstaticstaticstati"),
+        ClientSettings(vault_token=SecretStr("s.staticstaticstaticstati")),
         transport=httpx.MockTransport(fake.handler),
     )
     with capture_logs() as logs:

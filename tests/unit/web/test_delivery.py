@@ -3,10 +3,11 @@ answer cannot be built."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from pydantic import BaseModel
+from starlette.types import Message, Scope
 
 from devstack_client import ConsumedMessage, ConsumeResult, DevStackClient
 from devstack_web import consume_response
@@ -58,16 +59,16 @@ async def test_the_ack_waits_until_the_answer_is_sent() -> None:
     stack = cast(DevStackClient, FakeStack(pending))
     response = await consume_response(stack, "q", 10, shape)
     assert pending.events == []  # built, not sent: nothing acknowledged yet
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
         assert pending.events == []  # still not acknowledged while sending
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": b""}
 
-    scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    scope: Scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
     await response(scope, receive, send)
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert b'"count":1' in sent[1]["body"]

@@ -10,21 +10,21 @@ import json
 import logging
 import os
 import signal
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import structlog
 from fastapi.responses import StreamingResponse
 
-from devstack_client import Metrics, configure_logging
+from devstack_client import DevStackClient, Metrics, configure_logging
 from devstack_client.redaction import redactor
 from devstack_web import WebSettings, contract_router, create_app
 from devstack_web.edge import _log_access
 from devstack_web.server import MAX_HEAD_BYTES, ProblemHttpToolsProtocol, _configs, run
+from tests.support import free_port
 
 router = contract_router()
 
@@ -59,10 +59,8 @@ class FakeClient:
         return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def fake_client(metrics: Metrics) -> DevStackClient:
+    return cast(DevStackClient, FakeClient(metrics))  # what create_app uses of a client
 
 
 def test_both_listeners_use_httptools_and_no_uvicorn_access_log(tmp_path: Path) -> None:
@@ -96,7 +94,7 @@ def test_served_on_uvloop_and_httptools_with_one_access_line(
     monkeypatch.setattr(logging.getLogger(), "handlers", [])
     port = free_port()
     settings = WebSettings(http_port=port)
-    app = create_app("code_first", [router], settings=settings, client_factory=FakeClient)
+    app = create_app("code_first", [router], settings=settings, client_factory=fake_client)
     seen: dict[str, Any] = {}
 
     async def main() -> None:
