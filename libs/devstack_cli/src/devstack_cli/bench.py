@@ -51,6 +51,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from devstack_cli import engine, tools
 from devstack_cli.settings import Settings, repo_root
 from devstack_cli.stack import Service, stack
+from devstack_cli.states import ProcessState
 
 EXIT_USAGE, EXIT_ENVIRONMENT = 2, 3
 SCHEMA_VERSION = 1
@@ -392,24 +393,22 @@ def discover(settings: Settings, options: Options, console: Console) -> list[Tar
             EXIT_ENVIRONMENT,
         )
     apis = [s for s in stack().services.values() if s.kind == "api"]
-    by_service: dict[str, list[dict[str, Any]]] = {}
-    for process in snapshot["processes"]:
-        by_service.setdefault(process["service"], []).append(process)
+    by_service = {s.name: s.processes for s in snapshot.services()}
     running = [s for s in apis if s.name in by_service]
     wanted = options.implementations
     if wanted:
         for name in wanted:
             if name not in by_service:
                 raise BenchError(
-                    f"{name} is not part of the running stack (profile {snapshot['profile']}): "
-                    f"start it with `./devstack up --profile {snapshot['profile']}+{name}`",
+                    f"{name} is not part of the running stack (profile {snapshot.profile}): "
+                    f"start it with `./devstack up --profile {snapshot.profile}+{name}`",
                     EXIT_ENVIRONMENT,
                 )
         running = [s for s in running if s.name in wanted]
     if not running:
         raise BenchError(
             f"no implementation (service of kind api) in the running profile "
-            f"{snapshot['profile']}: start one with `./devstack up --profile standard`",
+            f"{snapshot.profile}: start one with `./devstack up --profile standard`",
             EXIT_ENVIRONMENT,
         )
     verify = tls_context(settings) if options.https else False
@@ -418,8 +417,8 @@ def discover(settings: Settings, options: Options, console: Console) -> list[Tar
         ports = engine.service_ports(settings, service)
         scheme = "https" if options.https else "http"
         url = f"{scheme}://127.0.0.1:{ports[scheme]}"
-        pids = [int(p["pid"]) for p in by_service[service.name] if p.get("pid")]
-        states = {p["state"] for p in by_service[service.name]}
+        pids = [p.pid for p in by_service[service.name] if p.pid]
+        states = {p.state for p in by_service[service.name]}
         if len(pids) != 1 or not health_ok(url, verify):
             why = f"{url}/health does not answer 200 (state: {', '.join(sorted(states))})"
             if wanted:
@@ -814,9 +813,11 @@ def redis_master_for(settings: Settings, ranges: list[dict[str, Any]], key: str)
     service = stack().service("redis")
     ports = engine.service_ports(settings, service)
     instance = next(i for i in range(service.instances) if ports[f"tls-{i + 1}"] == port)
-    snapshot = engine.status(settings) or {"processes": []}
-    pid = next(p["pid"] for p in snapshot["processes"] if p["name"] == f"redis-{instance + 1}")
-    return port, int(pid)
+    snapshot = engine.status(settings)
+    process = snapshot.process(f"redis-{instance + 1}") if snapshot else None
+    if process is None or process.pid is None:
+        raise RuntimeError(f"redis-{instance + 1} is not running")
+    return port, process.pid
 
 
 def redis_ceiling(
@@ -999,8 +1000,8 @@ def startup_times(settings: Settings, target: Target, rounds: int) -> list[float
     if cannot:
         raise RuntimeError(f"not restarted, so not timed: {cannot}")
     sock = settings.state.supervisor_sock
-    snapshot = engine.status(settings) or {"processes": []}
-    names = [p["name"] for p in snapshot["processes"] if p["service"] == target.name]
+    snapshot = engine.status(settings)
+    names = [p.name for p in snapshot.of_service(target.name)] if snapshot else []
     url = target.url.replace("https://", "http://")
     if url != target.url and target.service is not None:
         url = f"http://127.0.0.1:{engine.service_ports(settings, target.service)['http']}"
@@ -1022,10 +1023,10 @@ def startup_times(settings: Settings, target: Target, rounds: int) -> list[float
     # Wait for the supervisor to see it healthy too, and follow the new process.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        snapshot = engine.status(settings) or {"processes": []}
-        procs = [p for p in snapshot["processes"] if p["service"] == target.name]
-        if procs and all(p["state"] == "healthy" for p in procs):
-            target.pid = int(procs[0]["pid"])
+        snapshot = engine.status(settings)
+        procs = snapshot.of_service(target.name) if snapshot else []
+        if procs and all(p.state == ProcessState.HEALTHY for p in procs) and procs[0].pid:
+            target.pid = procs[0].pid
             break
         time.sleep(0.2)
     return times
@@ -1079,6 +1080,7 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
     cpus = sorted(os.sched_getaffinity(0))
     pin = (cpus[0], cpus[1]) if options.pin and len(cpus) >= 2 else None
     reader = implementations[0].service.name if implementations[0].service else ""
+    running = engine.status(settings)
     report: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "mode": "smoke" if options.smoke else "full",
@@ -1106,7 +1108,7 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
             "order": "scenario, then connections, then every target in turn (rotated each round)",
         },
         "stack": {
-            "profile": (engine.status(settings) or {}).get("profile"),
+            "profile": running.profile if running else None,
             "port_offset": settings.port_offset,
         },
         "skipped": {},

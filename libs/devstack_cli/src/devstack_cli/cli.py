@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import click
 import typer
@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.live import Live
 
 from devstack_cli import appenv, compose, engine, polyglot, report, supervisor, tools
-from devstack_cli.engine import ServiceState
 from devstack_cli.plan import Plan
 from devstack_cli.report import status_table
 from devstack_cli.settings import Settings, SettingsError, repo_root
 from devstack_cli.stack import UnknownProfileError, UnknownServiceError, stack
+from devstack_cli.states import ServiceState, ServiceStatus, StackStatus, all_healthy, culprit
 
 EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 1, 2, 3
 MASK = "********"
@@ -66,9 +66,6 @@ def known_service(name: str) -> str:
 
 
 # -- up ---------------------------------------------------------------------------------
-
-
-BREAKAGE = {"failed": 0, "exited": 1, "unhealthy": 2, "starting": 3, "pending": 4}
 
 
 def install_missing(s: Settings, services: list[str]) -> None:
@@ -162,11 +159,10 @@ def up(
         out.print(f"stopped what a supervisor that died left running: {', '.join(left)}")
     snapshot = engine.status(s)
     if snapshot is not None:
-        states = engine.service_states(snapshot)
-        healthy = all(st.state == "healthy" for st in states)
-        out.print(f"the stack is already running (profile {snapshot['profile']}): nothing to do")
+        states = snapshot.services()
+        out.print(f"the stack is already running (profile {snapshot.profile}): nothing to do")
         out.print(status_table(states, s))
-        raise typer.Exit(0 if healthy else EXIT_FAILED)
+        raise typer.Exit(0 if all_healthy(states) else EXIT_FAILED)
     s.state.logs.mkdir(parents=True, exist_ok=True)
     # What can be checked is checked before any long install: ports, then toolchains.
     taken = engine.taken_ports(s, profile)
@@ -190,7 +186,7 @@ def up(
     else:
         seen: dict[str, str] = {}
 
-        def print_changes(states: list[ServiceState]) -> None:
+        def print_changes(states: list[ServiceStatus]) -> None:
             for st in states:
                 if seen.get(st.name) != st.state:
                     seen[st.name] = st.state
@@ -203,20 +199,24 @@ def up(
             f"{time.monotonic() - started:.1f}s (profile {profile})"
         )
         return
-    bad = [st for st in states if st.state != "healthy"] or states
-    culprit = next((st for st in bad if st.state in ("failed", "unhealthy")), bad[0])
-    # The process that broke, else the one still on its way.
-    process = min(culprit.processes, key=lambda p: BREAKAGE.get(p["state"], len(BREAKAGE)))
-    why = culprit.reason or "did not become healthy"
-    if culprit.state == "starting":
-        why = f"not healthy after {s.up_timeout:.0f}s ({why})"
-    err.print(f"[red]error:[/red] {culprit.name} failed to start: {why}")
-    err.print(f"last lines of {process['log_file']}:")
-    for line in engine.tail(process["log_file"], 20):
+    broken = say_not_up(states, s.up_timeout)
+    log_file = broken.blamed_process().log_file
+    err.print(f"last lines of {log_file}:")
+    for line in engine.tail(log_file, 20):
         err.print(f"  {line}", markup=False)
     err.print("stopping the stack")
     engine.stop(s)
     raise typer.Exit(EXIT_FAILED)
+
+
+def say_not_up(states: list[ServiceStatus], timeout: float) -> ServiceStatus:
+    """Print which service kept the stack from coming up, and why; that service."""
+    broken = culprit(states)
+    why = broken.reason or "did not become healthy"
+    if broken.state == ServiceState.STARTING:
+        why = f"not healthy after {timeout:.0f}s ({why})"
+    err.print(f"[red]error:[/red] {broken.name} failed to start: {why}")
+    return broken
 
 
 @app.command()
@@ -316,12 +316,12 @@ def _control(command: str, service: str) -> None:
     if snapshot is None:
         fail("the stack is not running: start it with `./devstack up`")
     # A service name means all of its processes (vault: the server and its unseal step).
-    targets = [p["name"] for p in snapshot["processes"] if p["service"] == service]
-    if not targets:
-        targets = [p["name"] for p in snapshot["processes"] if p["name"] == service]
+    targets = [p.name for p in snapshot.of_service(service)]
+    if not targets and snapshot.process(service) is not None:
+        targets = [service]
     if not targets:
         known_service(service)
-        fail(f"{service} is not part of the running profile ({snapshot['profile']})", EXIT_USAGE)
+        fail(f"{service} is not part of the running profile ({snapshot.profile})", EXIT_USAGE)
     if command == "stop":
         targets.reverse()
     for name in targets:
@@ -626,11 +626,11 @@ def compose_errors() -> Iterator[None]:
         fail(str(exc), exc.code)
 
 
-def compose_snapshot(s: Settings) -> dict[str, Any] | None:
+def compose_snapshot(s: Settings) -> StackStatus | None:
     with compose_errors():
         engine_ = compose.find_engine()
         snap = compose.snapshot(engine_, s, _last_profile(s))
-    started = [p for p in snap["processes"] if p["container"]]
+    started = [p for p in snap.processes if p.container]
     return snap if started else None
 
 
@@ -640,20 +640,15 @@ def compose_up(s: Settings, profile: str, started: float) -> None:
 
     with compose_errors():
         ok, snap = compose.up(s, profile, say, s.up_timeout)
-    states = engine.service_states(snap)
+    states = snap.services()
     if ok:
         out.print(
             f"[green]all {len(states)} services healthy[/green] in "
             f"{time.monotonic() - started:.1f}s (profile {profile}, engine compose)"
         )
         return
-    bad = [st for st in states if st.state != "healthy"] or states
-    culprit = next((st for st in bad if st.state in ("failed", "unhealthy")), bad[0])
-    why = culprit.reason or culprit.state
-    if culprit.state == "starting":
-        why = f"not healthy after {s.up_timeout:.0f}s ({why})"
-    err.print(f"[red]error:[/red] {culprit.name} failed to start: {why}")
-    err.print(f"see `devstack logs {culprit.name}`; the stack is left up for that")
+    broken = say_not_up(states, s.up_timeout)
+    err.print(f"see `devstack logs {broken.name}`; the stack is left up for that")
     raise typer.Exit(EXIT_FAILED)
 
 

@@ -42,6 +42,14 @@ from typing import Any
 
 from devstack_cli.plan import Probe
 from devstack_cli.settings import Settings, cache_dir, repo_root, write_private
+from devstack_cli.states import (
+    FAILED_STATES,
+    ProcessState,
+    ProcessStatus,
+    ServiceStatus,
+    StackStatus,
+    all_healthy,
+)
 
 COMPOSE_FILE = "compose.yaml"
 IMAGE = "devstack-core/runtime:local"
@@ -789,8 +797,18 @@ def containers(engine: Engine, settings: Settings) -> list[dict[str, Any]]:
     return found
 
 
-def snapshot(engine: Engine, settings: Settings, profile: str) -> dict[str, Any]:
-    """The compose stack in the native supervisor's status format (engine.service_states)."""
+# A container's state (docker's State.Status) when it is not running or exited.
+CONTAINER_STATES = {
+    "created": ProcessState.PENDING,
+    "restarting": ProcessState.EXITED,
+    "paused": ProcessState.UNHEALTHY,
+    "removing": ProcessState.STOPPED,
+    "dead": ProcessState.FAILED,
+}
+
+
+def snapshot(engine: Engine, settings: Settings, profile: str) -> StackStatus:
+    """The compose stack in the native supervisor's status model."""
     from devstack_cli import engine as native
     from devstack_cli.stack import stack
 
@@ -806,43 +824,44 @@ def snapshot(engine: Engine, settings: Settings, profile: str) -> dict[str, Any]
         if spec.service not in wanted:
             continue
         found = by_service.get(spec.name)
-        state, reason, pid = "pending", "", None
+        state, reason, pid = ProcessState.PENDING, "", None
         if found is not None:
             st = found["State"]
             pid = st.get("Pid") or None
             health = (st.get("Health") or {}).get("Status")
             if st["Status"] == "running" and spec.name == BOOTSTRAP and health == "healthy":
-                state = "completed"  # done, and watching (BOOTSTRAP)
+                state = ProcessState.COMPLETED  # done, and watching (BOOTSTRAP)
             elif st["Status"] == "running":
-                state = {"healthy": "healthy", "unhealthy": "unhealthy"}.get(
-                    health or "", "starting" if spec.probe else "running"
-                )
+                # Without a probe, running is healthy, as the supervisor says natively.
+                state = {
+                    "healthy": ProcessState.HEALTHY,
+                    "unhealthy": ProcessState.UNHEALTHY,
+                }.get(health or "", ProcessState.STARTING if spec.probe else ProcessState.HEALTHY)
                 if health == "unhealthy":
                     log = (st.get("Health") or {}).get("Log") or [{}]
                     reason = str(log[-1].get("Output", "")).strip()[:200]
             elif st["Status"] == "exited":
                 code = st.get("ExitCode", 0)
                 if spec.one_shot and code == 0:
-                    state = "completed"
+                    state = ProcessState.COMPLETED
                 else:
-                    state, reason = "failed", f"exited {code}"
-            elif st["Status"] == "created":
-                state = "pending"
+                    state, reason = ProcessState.FAILED, f"exited {code}"
             else:
-                state = st["Status"]
+                state = CONTAINER_STATES.get(st["Status"], ProcessState.PENDING)
+                reason = st["Status"]
         processes.append(
-            {
-                "name": spec.name,
-                "service": spec.service,
-                "state": state,
-                "reason": reason,
-                "one_shot": spec.one_shot,
-                "pid": pid,
-                "log_file": f"docker logs {project(settings)}_{spec.name}",
-                "container": (found or {}).get("Name", "").lstrip("/"),
-            }
+            ProcessStatus(
+                name=spec.name,
+                service=spec.service,
+                state=state,
+                reason=reason,
+                one_shot=spec.one_shot,
+                pid=pid,
+                log_file=f"docker logs {project(settings)}_{spec.name}",
+                container=(found or {}).get("Name", "").lstrip("/"),
+            )
         )
-    return {"profile": profile, "engine": "compose", "processes": processes}
+    return StackStatus(profile=profile, engine="compose", processes=tuple(processes))
 
 
 def taken_ports(settings: Settings, profile: str) -> list[tuple[int, str]]:
@@ -884,7 +903,7 @@ def export_state(engine: Engine, settings: Settings) -> None:
                     write_private(paths.approle / service.name / name, (target / name).read_text())
 
 
-def up(settings: Settings, profile: str, say: Say, timeout: float) -> tuple[bool, dict[str, Any]]:
+def up(settings: Settings, profile: str, say: Say, timeout: float) -> tuple[bool, StackStatus]:
     """Start the compose stack and wait until every process is healthy (or completed)."""
     from devstack_cli import engine as native
 
@@ -933,13 +952,13 @@ def up(settings: Settings, profile: str, say: Say, timeout: float) -> tuple[bool
     try:
         while True:
             snap = snapshot(engine, settings, profile)
-            states = native.service_states(snap)
+            states = snap.services()
             say_states(states, say)
             done = runner.poll() is not None
-            if done and states and all(st.state == "healthy" for st in states):
+            if done and states and all_healthy(states):
                 export_state(engine, settings)
                 return True, snap
-            if any(st.state in ("failed", "unhealthy") for st in states):
+            if any(st.state in FAILED_STATES for st in states):
                 return False, snap
             if runner.poll() not in (None, 0):
                 tail = log.read_text(errors="replace").strip().splitlines()[-3:]
@@ -956,7 +975,7 @@ def up(settings: Settings, profile: str, say: Say, timeout: float) -> tuple[bool
 _seen: dict[str, str] = {}
 
 
-def say_states(states: list[Any], say: Say) -> None:
+def say_states(states: list[ServiceStatus], say: Say) -> None:
     for st in states:
         if _seen.get(st.name) != st.state:
             _seen[st.name] = st.state

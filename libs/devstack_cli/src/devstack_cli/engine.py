@@ -18,13 +18,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from devstack_cli import lifeline
 from devstack_cli.settings import Settings
 from devstack_cli.stack import Service, stack
-from devstack_cli.supervisor import SupervisorUnavailable, request
+from devstack_cli.states import GIVE_UP_STATES, ServiceStatus, StackStatus, all_healthy
+from devstack_cli.supervisor import SupervisorUnavailable, fetch_status, request
 
 if TYPE_CHECKING:
     from devstack_cli.plan import Plan, ProcessSpec
@@ -82,10 +82,10 @@ def taken_ports(settings: Settings, profile: str) -> list[tuple[int, str]]:
 # -- the supervisor ----------------------------------------------------------------------
 
 
-def status(settings: Settings) -> dict[str, Any] | None:
+def status(settings: Settings) -> StackStatus | None:
     """The supervisor's view of every process, or None when the stack is not running."""
     try:
-        return request(settings.state.supervisor_sock, {"cmd": "status"}, timeout=10)
+        return fetch_status(settings.state.supervisor_sock, timeout=10)
     except SupervisorUnavailable:
         return None
 
@@ -229,54 +229,23 @@ def remove_state(settings: Settings) -> None:
 # -- services, as the user sees them ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ServiceState:
-    name: str
-    state: str  # healthy starting unhealthy failed stopped
-    reason: str
-    processes: list[dict[str, Any]]
-
-
-def service_states(snapshot: dict[str, Any]) -> list[ServiceState]:
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for process in snapshot["processes"]:
-        grouped.setdefault(process["service"], []).append(process)
-    return [ServiceState(name, *_aggregate(procs), procs) for name, procs in grouped.items()]
-
-
-def _aggregate(processes: list[dict[str, Any]]) -> tuple[str, str]:
-    def done(p: dict[str, Any]) -> bool:
-        wanted = "completed" if p["one_shot"] else "healthy"
-        return bool(p["state"] == wanted)
-
-    for state in ("failed", "exited", "unhealthy", "stopped"):
-        bad = [p for p in processes if p["state"] == state]
-        if bad:
-            word = {"exited": "unhealthy"}.get(state, state)
-            return word, "; ".join(f"{p['name']}: {p['reason'] or state}" for p in bad)
-    if all(done(p) for p in processes):
-        return "healthy", ""
-    waiting = [p for p in processes if not done(p)]
-    return "starting", "; ".join(f"{p['name']}: {p['reason'] or p['state']}" for p in waiting)
-
-
 def wait_until_healthy(
-    settings: Settings, timeout: float, on_change: Callable[[list[ServiceState]], None]
-) -> tuple[bool, list[ServiceState]]:
+    settings: Settings, timeout: float, on_change: Callable[[list[ServiceStatus]], None]
+) -> tuple[bool, list[ServiceStatus]]:
     """Poll until every service is healthy (True) or one fails or time runs out (False)."""
     deadline = time.monotonic() + timeout
-    last: list[ServiceState] = []
+    last: list[ServiceStatus] = []
     while True:
         snapshot = status(settings)
         if snapshot is None:
             return False, last
-        states = service_states(snapshot)
+        states = snapshot.services()
         if states != last:
             on_change(states)
             last = states
-        if all(s.state == "healthy" for s in states):
+        if all_healthy(states):
             return True, states
-        if any(s.state in ("failed", "unhealthy", "stopped") for s in states):
+        if any(s.state in GIVE_UP_STATES for s in states):
             return False, states
         if time.monotonic() > deadline:
             return False, states

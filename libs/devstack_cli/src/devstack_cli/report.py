@@ -12,26 +12,27 @@ from typing import TYPE_CHECKING, Any
 
 from devstack_cli import engine
 from devstack_cli.stack import stack
+from devstack_cli.states import ServiceState
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from devstack_cli.engine import ServiceState
     from devstack_cli.settings import Settings
+    from devstack_cli.states import ServiceStatus, StackStatus
 
 EXIT_FAILED = 1
 STATE_STYLE = {
-    "healthy": "green",
-    "starting": "yellow",
-    "failed": "red",
-    "unhealthy": "red",
-    "stopped": "dim",
+    ServiceState.HEALTHY: "green",
+    ServiceState.STARTING: "yellow",
+    ServiceState.FAILED: "red",
+    ServiceState.UNHEALTHY: "red",
+    ServiceState.STOPPED: "dim",
 }
 HIDDEN_PORTS = ("cluster", "bus", "epmd", "dist", "debug")  # internal: not what users dial
 
 
-def status_table(states: list[ServiceState], s: Settings) -> Table:
+def status_table(states: list[ServiceStatus], s: Settings) -> Table:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
@@ -41,7 +42,7 @@ def status_table(states: list[ServiceState], s: Settings) -> Table:
         ports = engine.service_ports(s, stack().service(state.name))
         table.add_row(
             state.name,
-            f"[{STATE_STYLE.get(state.state, 'white')}]{state.state}[/]",
+            f"[{STATE_STYLE[state.state]}]{state.state}[/]",
             " ".join(
                 f"{k}={v}"
                 for k, v in ports.items()
@@ -82,22 +83,22 @@ def _error(err: Console, message: str) -> None:
     err.print(message, markup=False)
 
 
-def status(s: Settings, snapshot: dict[str, Any] | None, json_output: bool) -> int:
+def status(s: Settings, snapshot: StackStatus | None, json_output: bool) -> int:
     """Print each service's state and ports (`snapshot`: the supervisor's `status`, None when
     nothing runs); the exit code."""
-    states = engine.service_states(snapshot) if snapshot else []
+    states = snapshot.services() if snapshot else []
     if json_output:
         report: dict[str, Any] = {
             "running": snapshot is not None,
             "orphans": sorted(engine.orphans(s)) if snapshot is None else [],
-            "profile": snapshot["profile"] if snapshot else None,
+            "profile": snapshot.profile if snapshot else None,
             "state_dir": str(s.state.root),
             "services": {
                 st.name: {
                     "state": st.state,
                     "reason": st.reason,
                     "ports": engine.service_ports(s, stack().service(st.name)),
-                    "processes": st.processes,
+                    "processes": [p.model_dump(mode="json") for p in st.processes],
                 }
                 for st in states
             },
@@ -117,22 +118,22 @@ def status(s: Settings, snapshot: dict[str, Any] | None, json_output: bool) -> i
             return EXIT_FAILED
         out.print("the stack is not running: start it with `./devstack up`")
         return 0
-    out.print(f"profile {snapshot['profile']}, state in {s.state.root}")
+    out.print(f"profile {snapshot.profile}, state in {s.state.root}")
     out.print(status_table(states, s))
     for name, url in observability_urls(s, [st.name for st in states]).items():
         out.print(f"{name:<11} {url}", markup=False)
     return 0
 
 
-def health(s: Settings, snapshot: dict[str, Any] | None) -> int:
+def health(s: Settings, snapshot: StackStatus | None) -> int:
     """Exit code 0 when every service is healthy, 1 otherwise (with the table)."""
     out, err = _consoles()
     if snapshot is None:
         _error(err, "the stack is not running: start it with `./devstack up`")
         return EXIT_FAILED
-    states = engine.service_states(snapshot)
+    states = snapshot.services()
     out.print(status_table(states, s))
-    unhealthy = [st.name for st in states if st.state != "healthy"]
+    unhealthy = [st.name for st in states if st.state != ServiceState.HEALTHY]
     if unhealthy:
         _error(err, f"unhealthy: {', '.join(unhealthy)}")
         return EXIT_FAILED

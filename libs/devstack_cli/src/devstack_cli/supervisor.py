@@ -31,6 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from devstack_cli import lifeline
 from devstack_cli.settings import write_private
+from devstack_cli.states import (
+    FINISHED_STATES,
+    ProcessState,
+    ProcessStatus,
+    StatusReply,
+    satisfies,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -38,7 +45,10 @@ if TYPE_CHECKING:
     from devstack_cli.plan import Plan, Probe, ProcessSpec
 
 PROBE_INTERVAL_STARTING = 0.25
-PROBE_INTERVAL_HEALTHY = 5.0
+# A process that exits is seen at once (the supervisor waits on it); the steady probe only
+# finds a server that is up but stopped answering. Every 10 s, not 5: each probe costs the
+# server it asks as much as the supervisor (issue 15: the idle stack under 2 % of one core).
+PROBE_INTERVAL_HEALTHY = 10.0
 PROBE_TIMEOUT = 5.0
 UNHEALTHY_AFTER_FAILURES = 3
 STOP_GRACE_SECONDS = 20.0
@@ -46,9 +56,11 @@ MAX_RESTART_BACKOFF = 30.0
 
 
 @dataclass
-class ProcessState:
+class Supervised:
+    """One process of the plan and what the supervisor knows of it."""
+
     spec: ProcessSpec
-    state: str = "pending"  # pending starting healthy unhealthy completed exited failed stopped
+    state: ProcessState = ProcessState.PENDING
     pid: int | None = None
     exit_code: int | None = None
     restarts: int = 0
@@ -58,7 +70,7 @@ class ProcessState:
     proc: asyncio.subprocess.Process | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def set(self, state: str, reason: str = "") -> None:
+    def set(self, state: ProcessState, reason: str = "") -> None:
         if state != self.state or reason != self.reason:
             self.state, self.reason, self.since = state, reason, time.time()
             self.changed.set()
@@ -138,6 +150,10 @@ async def run_probe(probe: Probe) -> str | None:
                 if not await asyncio.wait_for(tcp_answers(port, probe.send), PROBE_TIMEOUT):
                     return f"port {port} closed without answering"
             return None
+        if probe.postgres:
+            if not await asyncio.wait_for(postgres_accepts(probe.postgres), PROBE_TIMEOUT):
+                return f"port {probe.postgres} does not accept connections yet"
+            return None
         if probe.http:
             response = await probe_client().get(probe.http)
             return None if response.status_code == 200 else f"HTTP {response.status_code}"
@@ -163,14 +179,14 @@ class Supervisor:
         self.socket_path = socket_path
         self.records_path = records or socket_path.parent / "children.json"
         self.records: dict[str, dict[str, Any]] = {}
-        self.procs = {p.name: ProcessState(p) for p in plan.processes}
+        self.procs = {p.name: Supervised(p) for p in plan.processes}
         self.levels = plan.levels()
         self.shutting_down = asyncio.Event()
         self.tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- running one process -------------------------------------------------------------
 
-    async def _wait_for_dependencies(self, ps: ProcessState) -> None:
+    async def _wait_for_dependencies(self, ps: Supervised) -> None:
         while True:
             waiting = [
                 name
@@ -179,7 +195,7 @@ class Supervisor:
             ]
             if not waiting:
                 return
-            ps.set("pending", f"waiting for {', '.join(waiting)}")
+            ps.set(ProcessState.PENDING, f"waiting for {', '.join(waiting)}")
             waiters = [asyncio.create_task(self.procs[n].changed.wait()) for n in waiting]
             try:
                 await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -187,7 +203,7 @@ class Supervisor:
                 for waiter in waiters:
                     waiter.cancel()
 
-    async def _spawn(self, ps: ProcessState) -> asyncio.subprocess.Process:
+    async def _spawn(self, ps: Supervised) -> asyncio.subprocess.Process:
         log_path = Path(ps.spec.log_file)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:  # noqa: ASYNC230 (a local append-open, once per start)
@@ -222,10 +238,10 @@ class Supervisor:
         with contextlib.suppress(OSError):
             write_private(self.records_path, json.dumps(self.records, indent=1))
 
-    async def _probe_loop(self, ps: ProcessState, proc: asyncio.subprocess.Process) -> None:
+    async def _probe_loop(self, ps: Supervised, proc: asyncio.subprocess.Process) -> None:
         probe = ps.spec.probe
         if probe is None:
-            ps.set("healthy")
+            ps.set(ProcessState.HEALTHY)
             return
         failures = 0
         while proc.returncode is None:
@@ -234,19 +250,19 @@ class Supervisor:
                 return
             if reason is None:
                 failures = 0
-                ps.set("healthy")
-            elif ps.state == "starting":
+                ps.set(ProcessState.HEALTHY)
+            elif ps.state == ProcessState.STARTING:
                 ps.reason = reason
             else:
                 failures += 1
                 if failures >= UNHEALTHY_AFTER_FAILURES:
-                    ps.set("unhealthy", reason)
+                    ps.set(ProcessState.UNHEALTHY, reason)
             # After a failure, probe again soon: a frozen server is unhealthy in about
             # UNHEALTHY_AFTER_FAILURES probe timeouts, not that many healthy intervals.
-            steady = ps.state == "healthy" and failures == 0
+            steady = ps.state == ProcessState.HEALTHY and failures == 0
             await asyncio.sleep(PROBE_INTERVAL_HEALTHY if steady else PROBE_INTERVAL_STARTING)
 
-    async def run_process(self, ps: ProcessState) -> None:
+    async def run_process(self, ps: Supervised) -> None:
         backoff = 1.0
         while ps.wanted and not self.shutting_down.is_set():
             await self._wait_for_dependencies(ps)
@@ -255,10 +271,10 @@ class Supervisor:
             try:
                 proc = await self._spawn(ps)
             except OSError as exc:
-                ps.set("failed", f"cannot start: {exc}")
+                ps.set(ProcessState.FAILED, f"cannot start: {exc}")
                 return
             ps.proc, ps.pid, ps.exit_code = proc, proc.pid, None
-            ps.set("starting")
+            ps.set(ProcessState.STARTING)
             self._rerun_one_shots_after(ps.spec.name)
             started = time.monotonic()
             prober = None if ps.spec.one_shot else asyncio.create_task(self._probe_loop(ps, proc))
@@ -268,15 +284,16 @@ class Supervisor:
             ps.exit_code, ps.proc = code, None
             self._reap_group(ps.spec, proc.pid)
             if ps.spec.one_shot:
-                ps.set("completed" if code == 0 else "failed", f"exited {code}")
+                done = ProcessState.COMPLETED if code == 0 else ProcessState.FAILED
+                ps.set(done, f"exited {code}")
                 return
             if not ps.wanted or self.shutting_down.is_set():
-                ps.set("stopped", f"exited {code}")
+                ps.set(ProcessState.STOPPED, f"exited {code}")
                 return
             ps.restarts += 1
             if time.monotonic() - started > 60:
                 backoff = 1.0
-            ps.set("exited", f"exited {code}; restarting in {backoff:.0f}s")
+            ps.set(ProcessState.EXITED, f"exited {code}; restarting in {backoff:.0f}s")
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_RESTART_BACKOFF)
 
@@ -301,7 +318,7 @@ class Supervisor:
 
     # -- stopping ----------------------------------------------------------------------
 
-    async def stop_process(self, ps: ProcessState) -> None:
+    async def stop_process(self, ps: Supervised) -> None:
         ps.wanted = False
         proc = ps.proc
         if proc is not None and proc.returncode is None:
@@ -322,8 +339,8 @@ class Supervisor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if ps.state not in ("completed", "failed"):
-            ps.set("stopped")
+        if ps.state not in FINISHED_STATES:
+            ps.set(ProcessState.STOPPED)
 
     async def stop_all(self) -> None:
         self.shutting_down.set()
@@ -354,12 +371,12 @@ class Supervisor:
     async def _dispatch(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = request.get("cmd")
         if cmd == "status":
-            return {
-                "ok": True,
-                "pid": os.getpid(),
-                "profile": self.plan.profile,
-                "processes": [self.procs[p.name].public() for p in self.plan.processes],
-            }
+            reply = StatusReply(
+                pid=os.getpid(),
+                profile=self.plan.profile,
+                processes=tuple(self.procs[p.name].status() for p in self.plan.processes),
+            )
+            return reply.model_dump(mode="json")
         if cmd in ("stop", "start"):
             name = str(request.get("name"))
             if name not in self.procs:
@@ -445,3 +462,8 @@ def request(socket_path: Path, payload: dict[str, Any], timeout: float = 30.0) -
     if not response.get("ok"):
         raise RuntimeError(response.get("error", "supervisor error"))
     return response
+
+
+def fetch_status(socket_path: Path, timeout: float = 30.0) -> StatusReply:
+    """The supervisor's status, parsed with the model it was sent with."""
+    return StatusReply.model_validate(request(socket_path, {"cmd": "status"}, timeout))
