@@ -33,14 +33,14 @@ if TYPE_CHECKING:
 def render_plan(settings: Settings, profile: str) -> Plan:
     # Imported here: `status` and `health` use this module without planning anything.
     from devstack_cli.plan import Plan
-    from devstack_cli.servers import module_for
+    from devstack_cli.servers import module_for, ready_process
     from devstack_cli.servers.base import PlanContext
 
-    ready: dict[str, ProcessSpec] = {}
+    ready: dict[str, ProcessSpec] = {}  # what a later service waits for (the table lists it first)
     processes: list[ProcessSpec] = []
     for service in stack().in_profile(profile):
         specs = module_for(service.name).processes(PlanContext(settings, service, ready))
-        ready[service.name] = specs[-1]
+        ready[service.name] = ready_process(service.name, specs)
         processes.extend(specs)
     return Plan(profile=profile, processes=tuple(processes))
 

@@ -65,6 +65,7 @@ class Stack(BaseModel):
 
     @model_validator(mode="after")
     def _check_references(self) -> Stack:
+        listed: set[str] = set()
         for name, service in self.services.items():
             object.__setattr__(service, "name", name)
             for profile in service.profiles:
@@ -73,6 +74,13 @@ class Stack(BaseModel):
             for dep in service.after:
                 if dep not in self.services:
                     raise ValueError(f"{name}: 'after' names unknown service {dep!r}")
+                # The engine plans services in the table's order, each after what it waits for.
+                if dep not in listed:
+                    raise ValueError(
+                        f"{name}: 'after' names {dep!r}, which the table lists later; "
+                        f"dependencies are listed first: move {dep!r} above {name!r}"
+                    )
+            listed.add(name)
             for dep in service.reads:
                 target = self.services.get(dep)
                 if target is None or target.secret is None:
