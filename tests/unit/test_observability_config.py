@@ -13,6 +13,7 @@ from devstack_cli.servers.mysql import init_sql
 from devstack_cli.servers.mysqld_exporter import my_cnf
 from devstack_cli.servers.postgres import provisioning_sql
 from devstack_cli.servers.prometheus import check_config, config
+from devstack_cli.servers.redis import monitor_user
 from devstack_cli.settings import Settings
 from devstack_cli.stack import stack
 
@@ -87,7 +88,7 @@ def test_the_rendered_configuration_passes_promtool(tmp_path: Path) -> None:
 
 
 def test_each_exporter_policy_reads_its_own_secret_and_prometheus_reads_metrics() -> None:
-    for name in ("postgres_exporter", "mysqld_exporter"):
+    for name in ("postgres_exporter", "mysqld_exporter", "redis_exporter"):
         policy = render_policy(TABLE.service(name))
         assert policy.count('path "secret/data/') == 1
         assert f'path "secret/data/{name}"' in policy
@@ -114,6 +115,27 @@ def test_the_monitoring_accounts_get_only_monitoring_grants() -> None:
     assert "GRANT SELECT ON performance_schema.* TO 'devstack_monitor'@'127.0.0.1';" in my
     assert "REQUIRE SSL" in my
     assert "ssl-ca=/ca.pem" in my_cnf("u", "p", 3306, "/ca.pem")
+
+
+def test_the_redis_monitoring_user_is_declared_by_hash_with_read_only_commands() -> None:
+    line = monitor_user({"user": "devstack_monitor", "password": "s3cret-pw"})
+    assert line.startswith("user devstack_monitor on #")
+    assert "s3cret-pw" not in line
+    rules = line.split()
+    assert {"-@all", "resetkeys", "resetchannels"} <= set(rules)
+    granted = {rule[1:] for rule in rules if rule.startswith("+")}
+    assert granted == {
+        "ping",
+        "info",
+        "client|setname",
+        "cluster|info",
+        "latency|latest",
+        "slowlog|len",
+        "slowlog|get",
+    }
+    # Redis reads the exporter's secret to declare the user; the exporter reads nothing else.
+    assert "redis_exporter" in TABLE.service("redis").readable_secrets()
+    assert TABLE.service("redis_exporter").readable_secrets() == ("redis_exporter",)
 
 
 def test_vlagent_ships_every_process_log_labelled_by_service(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError
 
 from devstack_cli.servers.prometheus import SCRAPE_INTERVAL
 from devstack_cli.stack import stack as service_table
@@ -19,12 +21,11 @@ from tests.integration.observability.conftest import PROFILE, ObservedStack
 TABLE = service_table()
 APIS = [s.name for s in TABLE.in_profile(PROFILE) if s.kind == "api"]
 EXPORTERS = ("postgres_exporter", "mysqld_exporter", "redis_exporter")
-# What each observability service's AppRole may read; redis_exporter reads the nodes' one
-# account until Redis has a monitoring ACL user (docs/observability.md).
+# What each observability service's AppRole may read: each exporter its own monitoring account.
 OWN_SECRETS = {
     "postgres_exporter": {"postgres_exporter"},
     "mysqld_exporter": {"mysqld_exporter"},
-    "redis_exporter": {"redis"},
+    "redis_exporter": {"redis_exporter"},
     "prometheus": set(),
 }
 ALL_SECRETS = sorted(
@@ -133,9 +134,10 @@ def test_no_exporter_holds_a_password_in_its_arguments_or_environment(
     observed: ObservedStack,
 ) -> None:
     stack = observed.stack
+    # Every exporter's own password, and the servers' own ones (which none of them reads).
     passwords = [
         stack.creds(name)["password"].encode()
-        for name in ("postgres_exporter", "mysqld_exporter", "redis")
+        for name in (*EXPORTERS, "postgres", "mysql", "redis")
     ]
     token = (stack.settings.state.service_dir("prometheus") / "vault-token").read_bytes().strip()
     for name, pid in exporter_pids(observed).items():
@@ -173,3 +175,37 @@ async def test_the_postgres_monitoring_account_has_pg_monitor_and_nothing_more(
         "rolcreaterole": False,
         "monitor": True,
     }
+
+
+async def test_the_redis_monitoring_user_runs_only_what_the_exporter_needs(
+    observed: ObservedStack,
+) -> None:
+    """The exporter's ACL user on every node: INFO and the cluster's state, no key, no CONFIG."""
+    stack = observed.stack
+    creds = stack.creds("redis_exporter")
+    for node in range(TABLE.service("redis").instances):
+        client = Redis(
+            host="127.0.0.1",
+            port=stack.port("redis", "tls", node),
+            username=creds["user"],
+            password=creds["password"],
+            ssl=True,
+            ssl_ca_certs=stack.ca_file,
+        )
+        try:
+            assert await client.ping()
+            assert "redis_version" in await client.info()
+            assert (await client.execute_command("CLUSTER INFO"))["cluster_state"] == "ok"
+            await client.slowlog_get(1)
+            for denied in (
+                ("CONFIG", "GET", "requirepass"),  # would hand over the nodes' own password
+                ("SET", "devstack:monitor", "1"),
+                ("GET", "devstack:monitor"),
+                ("KEYS", "*"),
+                ("FLUSHALL",),
+                ("ACL", "LIST"),
+            ):
+                with pytest.raises(NoPermissionError):
+                    await client.execute_command(*denied)
+        finally:
+            await client.aclose()

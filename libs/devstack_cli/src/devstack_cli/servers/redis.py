@@ -1,15 +1,20 @@
 """Redis Cluster: three masters (ports 6379-6381, TLS 6390-6392), created once, checked on every up.
 
 Every node requires the password from `secret/redis`; the cluster bus runs over TLS, so the
-cluster announces its TLS ports. The plain ports (6379-6381) are a documented choice, on
-127.0.0.1 only and behind the password: for redis-cli and tools built without TLS, and the
-supervisor's probe (PING answered "-NOAUTH"); the stack's own clients use the TLS ports, which
-the cluster announces. The `redis-cluster` process creates the cluster the first time and then
-waits for `cluster_state:ok` on every node, on every `up`.
+cluster announces its TLS ports. Each node also has the exporter's monitoring ACL user
+(`secret/redis_exporter`, `MONITOR_ACL`: the read-only commands redis_exporter sends, no key,
+no channel, no CONFIG GET), declared in its configuration by its password's SHA-256.
+
+The plain ports (6379-6381) are a documented choice, on 127.0.0.1 only and behind the
+password: for redis-cli and tools built without TLS, and the supervisor's probe (PING answered
+"-NOAUTH"); the stack's own clients use the TLS ports, which the cluster announces. The
+`redis-cluster` process creates the cluster the first time and then waits for
+`cluster_state:ok` on every node, on every `up`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -21,6 +26,21 @@ from devstack_cli.settings import write_private
 from devstack_cli.tools import require
 
 CLUSTER_TIMEOUT = 60.0
+
+# What redis_exporter 1.45 sends (checked against each node's ACL LOG while it scrapes): INFO,
+# PING, CLIENT SETNAME, CLUSTER INFO, LATENCY LATEST, SLOWLOG LEN/GET. Not CONFIG GET: it would
+# hand the monitoring user `requirepass`, the nodes' own password (the exporter runs with
+# `-config-command=-`, so it does not ask).
+MONITOR_ACL = (
+    "resetkeys resetchannels -@all +ping +info +client|setname +cluster|info +latency|latest "
+    "+slowlog|len +slowlog|get"
+)
+
+
+def monitor_user(monitor: dict[str, str]) -> str:
+    """The exporter's ACL user, as a redis.conf line: its password only as a SHA-256 hash."""
+    digest = hashlib.sha256(monitor["password"].encode()).hexdigest()
+    return f"user {monitor['user']} on #{digest} {MONITOR_ACL}"
 
 
 def processes(ctx: PlanContext) -> list[ProcessSpec]:
@@ -48,6 +68,7 @@ def processes(ctx: PlanContext) -> list[ProcessSpec]:
 def launch(ctx: Launch) -> Exec:
     node_dir = ctx.instance_dir
     password = ctx.secret()["password"]
+    monitor = ctx.secret("redis_exporter")
     tls = ctx.tls()
     config = node_dir / "redis.conf"
     write_private(
@@ -67,6 +88,7 @@ cluster-config-file {node_dir / "nodes.conf"}
 cluster-node-timeout 5000
 requirepass {password}
 masterauth {password}
+{monitor_user(monitor)}
 dir {node_dir}
 appendonly yes
 protected-mode no

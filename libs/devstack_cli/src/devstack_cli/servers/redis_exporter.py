@@ -3,12 +3,14 @@
 One exporter, each node a target of its own: Prometheus asks `/scrape?target=rediss://...` once
 per node, so every node has its own `up` and its own series (labelled by node), as with one
 exporter per node, for one process instead of three (the nodes share a password and a CA).
-It connects over TLS (the nodes' TLS ports) verified against the stack's CA. The password is
-in the exporter's password file (JSON, target -> password, mode 0600), never in a URL, an
-argument or the environment.
+It connects over TLS (the nodes' TLS ports) verified against the stack's CA.
 
-The nodes have one account (the default user, `secret/redis`); a monitoring ACL user of its own
-is the next step (docs/observability.md), so this exporter's AppRole reads `secret/redis`.
+It logs in as its own ACL user (`secret/redis_exporter`, read with its own AppRole, which reads
+nothing else; Redis's launcher declares the user on every node with the commands of
+`servers.redis.MONITOR_ACL` only). The user name is an argument (not a secret); the password is
+in the exporter's password file (JSON, target -> password, mode 0600), never in a URL, an
+argument or the environment. `-config-command=-`: the exporter does not send CONFIG GET, which
+the user may not run (it would reveal the nodes' own password).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def targets(settings: Settings) -> list[str]:
 
 
 def launch(ctx: Launch) -> Exec:
-    password = ctx.secret("redis")["password"]
+    secret = ctx.secret()
+    password = secret["password"]
     password_file = ctx.dir / "passwords.json"
     write_private(password_file, json.dumps({t: password for t in targets(ctx.settings)}))
     return Exec(
@@ -45,6 +48,8 @@ def launch(ctx: Launch) -> Exec:
             program("prometheus-redis-exporter"),
             f"-web.listen-address=127.0.0.1:{ctx.port('http')}",
             "-redis.addr=",
+            f"-redis.user={secret['user']}",
+            "-config-command=-",
             f"-redis.password-file={password_file}",
             f"-tls-ca-cert-file={ctx.settings.state.ca_chain}",
             "-log-format=json",
