@@ -9,7 +9,8 @@ must start in milliseconds (the `devstack` command imports far more).
 The probe has exactly one of (as devstack_cli.plan.Probe):
   {"tcp": [base ports], "send": "hex"}  every port answers at least one byte after `send`;
   {"http": "http://127.0.0.1:BASE/path"}  a 200;
-  {"exec": ["program", "arg", ...]}  exit 0; an argument "@BASE" is that port with the offset.
+  {"exec": ["program", "arg", ...]}  exit 0; an argument "@BASE" is that port with the offset;
+  {"postgres": BASE}  PostgreSQL accepts connections (pg_isready's question, as the supervisor's).
 Exit 0 when the probe passes, 1 otherwise (the reason on stderr: `docker inspect` shows it).
 
 `probe.py --exec PROGRAM ARG...` replaces itself with PROGRAM, each "@BASE" argument moved by
@@ -21,6 +22,8 @@ import json
 import os
 import shutil
 import socket
+import ssl
+import struct
 import subprocess
 import sys
 import urllib.error
@@ -55,6 +58,26 @@ def http(url: str, offset: int) -> str | None:
     return None if code == 200 else f"HTTP {code}"
 
 
+def postgres(base: int, offset: int) -> str | None:
+    """TLS, then a startup packet for a role that need not exist: an authentication request, or
+    any error but 57P03 (starting up), means the server accepts connections. No secret is sent."""
+    port = base + offset
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
+        raw.sendall(bytes.fromhex("0000000804d2162f"))  # SSLRequest
+        if raw.recv(1) != b"S":
+            return f"port {port} does not speak TLS"
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with context.wrap_socket(raw) as sock:
+            params = b"user\0devstack_probe\0database\0postgres\0\0"
+            sock.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
+            answer = sock.recv(4096)
+    if answer[:1] == b"R" or (answer[:1] == b"E" and b"\0C57P03\0" not in answer):
+        return None
+    return f"port {port} does not accept connections yet"
+
+
 def moved(argv: list[str], offset: int) -> list[str]:
     return [str(int(a[1:]) + offset) if a.startswith("@") else a for a in argv]
 
@@ -83,6 +106,8 @@ def main() -> int:
             reason = tcp(probe["tcp"], bytes.fromhex(probe.get("send", "")), offset)
         elif probe.get("http"):
             reason = http(probe["http"], offset)
+        elif probe.get("postgres"):
+            reason = postgres(probe["postgres"], offset)
         else:
             reason = run(probe["exec"], offset)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -21,7 +21,6 @@ def test_everything_missing_is_listed_per_service() -> None:
     assert [(m.service, m.what) for m in missing] == [
         ("postgres", "postgres"),
         ("postgres", "initdb"),
-        ("postgres", "pg_isready"),
         ("redis", "redis-server"),
         ("redis", "redis-cli"),
         ("mongodb", f"ferretdb {tools.FERRETDB_VERSION}"),
@@ -33,7 +32,7 @@ def test_install_commands_for_debian_and_macos() -> None:
     lines = tools.install_commands(tools.missing_for(["postgres", "pgbouncer", "mongodb"]))
     assert lines[0] == (
         "Debian/Ubuntu: sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive "
-        "apt-get install -y pgbouncer postgresql-15 postgresql-client-15"
+        "apt-get install -y pgbouncer postgresql-15"
     )
     assert lines[1] == "macOS: brew install pgbouncer postgresql@15"
     assert "FerretDB v1.24.2" in lines[2]

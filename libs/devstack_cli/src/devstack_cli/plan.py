@@ -15,11 +15,12 @@ Condition = Literal["started", "healthy", "completed"]
 
 
 class Probe(BaseModel):
-    """How the supervisor decides that a process is ready: exactly one of the three.
+    """How the supervisor decides that a process is ready: exactly one of the four.
 
     A TCP probe passes when every port answers: the server must send at least one byte within
     the probe's timeout, after `send` (hex) when the protocol has the client speak first. A bare
-    connect is not enough: the kernel completes it even for a frozen server.
+    connect is not enough: the kernel completes it even for a frozen server. A `postgres` probe
+    asks what pg_isready asks (the server accepts connections, not only its port), in process.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -28,11 +29,12 @@ class Probe(BaseModel):
     send: str = ""  # hex bytes written after connecting, e.g. PostgreSQL's SSLRequest
     http: str | None = None
     exec: tuple[str, ...] = ()
+    postgres: int | None = None  # a PostgreSQL port: does the server accept connections?
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Probe:
-        if sum(bool(x) for x in (self.tcp, self.http, self.exec)) != 1:
-            raise ValueError("a probe has exactly one of tcp, http, exec")
+        if sum(bool(x) for x in (self.tcp, self.http, self.exec, self.postgres)) != 1:
+            raise ValueError("a probe has exactly one of tcp, http, exec, postgres")
         if self.send and not self.tcp:
             raise ValueError("only a tcp probe sends bytes")
         bytes.fromhex(self.send)

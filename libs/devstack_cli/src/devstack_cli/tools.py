@@ -47,7 +47,6 @@ TOOLS: dict[str, tuple[Tool, ...]] = {
     "postgres": (
         Tool("postgres", "postgresql-15", "postgresql@15", path_first=False),
         Tool("initdb", "postgresql-15", "postgresql@15", path_first=False),
-        Tool("pg_isready", "postgresql-client-15", "postgresql@15"),
     ),
     "pgbouncer": (Tool("pgbouncer", "pgbouncer", "pgbouncer"),),
     "redis": (

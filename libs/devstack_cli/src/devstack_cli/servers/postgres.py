@@ -25,8 +25,7 @@ from devstack_cli.tools import require
 
 def processes(ctx: PlanContext) -> list[ProcessSpec]:
     port = ctx.port("postgres")
-    probe = Probe(exec=(require("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)))
-    return [ctx.process("postgres", probe, ctx.after(), stop_signal="SIGINT")]
+    return [ctx.process("postgres", Probe(postgres=port), ctx.after(), stop_signal="SIGINT")]
 
 
 def quote_literal(value: str) -> str:
