@@ -13,6 +13,9 @@ What the bootstrap creates, per service of the table:
   secret-id are written to the state folder with mode 0600. A secret-id that no longer logs in
   (destroyed, expired) is replaced, and the role's lockout lifted; `devstack vault
   rotate-secret-id NAME` replaces one on demand.
+
+The calls are hvac's (`vault.client` is an `hvac.Client`); `hvac_errors` turns any failure into
+our `VaultError`, which names Vault's own words and never a token, key or secret.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from devstack_cli.settings import Settings, write_private
 from devstack_cli.stack import Service, Stack
-from devstack_cli.vault import Vault
+from devstack_cli.vault import Vault, hvac_errors
 
 KEY_SHARES = 5
 KEY_THRESHOLD = 3
@@ -79,7 +82,7 @@ def admin_secret(service: Service) -> dict[str, Any]:
 def init_or_unseal(settings: Settings, log: Log) -> str:
     """Initialise Vault on first start, unseal it on every start; return the root token."""
     init_file = settings.state.vault_init
-    with Vault.for_settings(settings) as vault:
+    with Vault.for_settings(settings) as vault, hvac_errors():
         health = vault.wait_until_reachable(timeout=60)
         if not health["initialized"]:
             if init_file.exists():
@@ -88,8 +91,9 @@ def init_or_unseal(settings: Settings, log: Log) -> str:
                     "run `devstack reset --yes` and `devstack up`"
                 )
             log("initialising Vault (5 key shares, threshold 3)")
-            result = vault.write(
-                "sys/init", {"secret_shares": KEY_SHARES, "secret_threshold": KEY_THRESHOLD}
+            # hvac's timeout is the facade's generous one: init waits for raft to elect itself.
+            result = vault.client.sys.initialize(
+                secret_shares=KEY_SHARES, secret_threshold=KEY_THRESHOLD
             )
             write_private(
                 init_file,
@@ -102,7 +106,7 @@ def init_or_unseal(settings: Settings, log: Log) -> str:
         if health["sealed"]:
             log("unsealing Vault")
             for key in stored["unseal_keys"][:KEY_THRESHOLD]:
-                vault.write("sys/unseal", {"key": key})
+                vault.client.sys.submit_unseal_key(key=key)
         vault.wait_until_active(timeout=60)
         root_token: str = stored["root_token"]
         return root_token
@@ -112,7 +116,7 @@ def init_or_unseal(settings: Settings, log: Log) -> str:
 
 
 def bootstrap(settings: Settings, table: Stack, root_token: str, log: Log) -> None:
-    with Vault.for_settings(settings, root_token) as vault:
+    with Vault.for_settings(settings, root_token) as vault, hvac_errors():
         _mounts(vault, log)
         _pki(vault, log)
         for service in table.services.values():
@@ -121,54 +125,69 @@ def bootstrap(settings: Settings, table: Stack, root_token: str, log: Log) -> No
 
 
 def _mounts(vault: Vault, log: Log) -> None:
-    mounts = vault.call("GET", "sys/mounts") or {}
+    sys = vault.client.sys
+    mounts = sys.list_mounted_secrets_engines()
     mounted = set(mounts.get("data", mounts))
-    wanted: list[tuple[str, dict[str, Any]]] = [
-        ("secret/", {"type": "kv", "options": {"version": "2"}}),
-        ("pki/", {"type": "pki", "config": {"max_lease_ttl": ROOT_CA_TTL}}),
-        ("pki_int/", {"type": "pki", "config": {"max_lease_ttl": INTERMEDIATE_CA_TTL}}),
+    wanted: list[tuple[str, str, dict[str, Any]]] = [
+        ("secret", "kv", {"options": {"version": "2"}}),
+        ("pki", "pki", {"config": {"max_lease_ttl": ROOT_CA_TTL}}),
+        ("pki_int", "pki", {"config": {"max_lease_ttl": INTERMEDIATE_CA_TTL}}),
     ]
-    for path, body in wanted:
-        if path not in mounted:
-            log(f"enabling {body['type']} at {path}")
-            vault.write(f"sys/mounts/{path.rstrip('/')}", body)
-    auths = vault.call("GET", "sys/auth") or {}
+    for path, kind, params in wanted:
+        if f"{path}/" not in mounted:
+            log(f"enabling {kind} at {path}/")
+            sys.enable_secrets_engine(backend_type=kind, path=path, **params)
+    auths = sys.list_auth_methods()
     if "approle/" not in set(auths.get("data", auths)):
         log("enabling AppRole auth")
-        vault.write("sys/auth/approle", {"type": "approle"})
+        sys.enable_auth_method(method_type="approle")
 
 
 def _pki(vault: Vault, log: Log) -> None:
+    pki = vault.client.secrets.pki
     if vault.ca_pem("pki") is None:
         log("generating the root CA (10 years)")
-        vault.write(
-            "pki/root/generate/internal",
-            {"common_name": "DevStack Core Root CA", "ttl": ROOT_CA_TTL, "key_type": "ec"},
+        pki.generate_root(
+            type="internal",
+            common_name="DevStack Core Root CA",
+            extra_params={"ttl": ROOT_CA_TTL, "key_type": "ec"},
+            mount_point="pki",
         )
     if vault.ca_pem("pki_int") is None:
         log("generating the intermediate CA (5 years), signed by the root")
-        csr = vault.write(
-            "pki_int/intermediate/generate/internal",
-            {"common_name": "DevStack Core Intermediate CA", "key_type": "ec"},
+        intermediate = "DevStack Core Intermediate CA"
+        csr = pki.generate_intermediate(
+            type="internal",
+            common_name=intermediate,
+            extra_params={"key_type": "ec"},
+            mount_point="pki_int",
         )["data"]["csr"]
-        signed = vault.write(
-            "pki/root/sign-intermediate",
-            {"csr": csr, "format": "pem_bundle", "ttl": INTERMEDIATE_CA_TTL},
+        signed = pki.sign_intermediate(
+            csr=csr,
+            common_name=intermediate,
+            extra_params={"format": "pem_bundle", "ttl": INTERMEDIATE_CA_TTL},
+            mount_point="pki",
         )["data"]["certificate"]
-        vault.write("pki_int/intermediate/set-signed", {"certificate": signed})
+        pki.set_signed_intermediate(certificate=signed, mount_point="pki_int")
 
 
 def _service(vault: Vault, settings: Settings, service: Service, log: Log) -> None:
     name = service.name
+    kv, approle = vault.client.secrets.kv.v2, vault.client.auth.approle
     if service.secret is not None and vault.kv_get(service.secret_path) is None:
         log(f"{name}: generating its secret")
-        vault.write(f"secret/data/{service.secret_path}", {"data": application_secret(service)})
+        kv.create_or_update_secret(
+            path=service.secret_path, secret=application_secret(service), mount_point="secret"
+        )
     if service.admin is not None and vault.kv_get(service.admin_path) is None:
         log(f"{name}: generating its admin secret")
-        vault.write(f"secret/data/{service.admin_path}", {"data": admin_secret(service)})
-    vault.write(
-        f"pki_int/roles/{name}",
-        {
+        kv.create_or_update_secret(
+            path=service.admin_path, secret=admin_secret(service), mount_point="secret"
+        )
+    vault.client.secrets.pki.create_or_update_role(
+        name=name,
+        mount_point="pki_int",
+        extra_params={
             "allowed_domains": [service.hostname, "localhost"],
             "allow_bare_domains": True,
             "allow_localhost": True,
@@ -180,17 +199,15 @@ def _service(vault: Vault, settings: Settings, service: Service, log: Log) -> No
             "max_ttl": CERT_MAX_TTL,
         },
     )
-    vault.call("PUT", f"sys/policies/acl/{name}", {"policy": render_policy(service)})
-    vault.write(
-        f"auth/approle/role/{name}",
-        {
-            "token_policies": [name],
-            "token_ttl": TOKEN_TTL,
-            "token_max_ttl": TOKEN_MAX_TTL,
-            "secret_id_ttl": "0",
-        },
+    vault.client.sys.create_or_update_acl_policy(name=name, policy=render_policy(service))
+    approle.create_or_update_approle(
+        role_name=name,
+        token_policies=[name],
+        token_ttl=TOKEN_TTL,
+        token_max_ttl=TOKEN_MAX_TTL,
+        secret_id_ttl="0",  # noqa: S106 (a duration: secret-ids never expire)
     )
-    role_id = vault.call("GET", f"auth/approle/role/{name}/role-id")["data"]["role_id"]  # type: ignore[index]
+    role_id: str = approle.read_role_id(role_name=name)["data"]["role_id"]
     paths = settings.state
     role_file, secret_file = paths.role_id_file(name), paths.secret_id_file(name)
     if not role_file.exists() or role_file.read_text().strip() != role_id:
@@ -214,10 +231,9 @@ def secret_id_works(vault: Vault, role: str, secret_id: str) -> bool:
     Vault's lockout of the role."""
     if not secret_id:
         return False
-    found = vault.call(
-        "POST", f"auth/approle/role/{role}/secret-id/lookup", {"secret_id": secret_id}
-    )
-    data = (found or {}).get("data")
+    found = vault.client.auth.approle.read_secret_id(role_name=role, secret_id=secret_id)
+    # hvac hands back the bare response (204, no body) for a secret-id Vault does not know.
+    data = found.get("data") if isinstance(found, dict) else None
     if not data:
         return False
     expires = str(data.get("expiration_time") or "")
@@ -230,14 +246,17 @@ def secret_id_works(vault: Vault, role: str, secret_id: str) -> bool:
 
 def issue_secret_id(vault: Vault, settings: Settings, role: str) -> str:
     """A new secret-id for the role, written (mode 0600) where its service reads it."""
-    secret_id: str = vault.write(f"auth/approle/role/{role}/secret-id", {})["data"]["secret_id"]
+    answer = vault.client.auth.approle.generate_secret_id(role_name=role)
+    secret_id: str = answer["data"]["secret_id"]
     write_private(settings.state.secret_id_file(role), secret_id + "\n")
     return secret_id
 
 
 def unlock(vault: Vault, role_id: str) -> None:
-    """Lift Vault's lockout of an AppRole (a client that retried a dead secret-id trips it)."""
-    auths = vault.call("GET", "sys/auth") or {}
+    """Lift Vault's lockout of an AppRole (a client that retried a dead secret-id trips it).
+
+    hvac has no method for `sys/locked-users`: the call goes through hvac's adapter as a path."""
+    auths = vault.client.sys.list_auth_methods()
     accessor = auths.get("data", auths).get("approle/", {}).get("accessor")
     if accessor:
         vault.write(f"sys/locked-users/{accessor}/unlock/{role_id}", {})
@@ -250,12 +269,13 @@ def rotate_secret_id(settings: Settings, role: str, root_token: str, log: Log) -
     it at each start."""
     secret_file = settings.state.secret_id_file(role)
     old = secret_file.read_text().strip() if secret_file.exists() else ""
-    with Vault.for_settings(settings, root_token) as vault:
-        role_id = vault.call("GET", f"auth/approle/role/{role}/role-id")["data"]["role_id"]  # type: ignore[index]
+    with Vault.for_settings(settings, root_token) as vault, hvac_errors():
+        approle = vault.client.auth.approle
+        role_id: str = approle.read_role_id(role_name=role)["data"]["role_id"]
         issue_secret_id(vault, settings, role)
         log(f"{role}: new secret-id written to {secret_file}")
         if old:
-            vault.write(f"auth/approle/role/{role}/secret-id/destroy", {"secret_id": old})
+            approle.destroy_secret_id(role_name=role, secret_id=old)
             log(f"{role}: the previous secret-id is destroyed")
         unlock(vault, role_id)
 

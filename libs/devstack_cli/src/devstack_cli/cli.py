@@ -510,13 +510,15 @@ def test(
 @vault_app.command("status")
 def vault_status() -> None:
     """Is Vault initialised, unsealed and answering?"""
-    from devstack_cli.vault import Vault
+    from devstack_cli.vault import Vault, VaultError
 
     s = settings()
     with Vault.for_settings(s) as vault:
         try:
             health = vault.health()
-        except Exception:
+        except VaultError as exc:
+            if exc.answered:
+                fail(str(exc))
             fail(f"Vault does not answer at {vault.address}: start it with `./devstack up`")
     out.print(f"address      {vault.address}")
     for key in ("initialized", "sealed", "standby", "version"):
@@ -586,10 +588,10 @@ def vault_creds(
     try:
         with login_as(s, svc.name) as vault:
             secret = vault.kv_get(svc.secret_path)
-    except (FileNotFoundError, VaultError) as exc:
+    except FileNotFoundError as exc:
         fail(str(exc))
-    except Exception:
-        fail("Vault does not answer: start the stack with `./devstack up`")
+    except VaultError as exc:
+        fail(str(exc) if exc.answered else "Vault does not answer: start it with `./devstack up`")
     if secret is None:
         fail(f"secret/{svc.secret_path} is missing: run `./devstack vault bootstrap`")
     ports = engine.service_ports(s, svc)

@@ -125,8 +125,6 @@ def _probe_json(probe: Any, base_ports: set[int]) -> str:
             body["send"] = probe.send
     elif probe.http:
         body = {"http": probe.http}
-    elif probe.postgres:
-        body = {"postgres": probe.postgres}
     else:
         argv = [os.path.basename(probe.exec[0]), *probe.exec[1:]]
         body = {"exec": [_port_marker(a, base_ports) for a in argv]}
@@ -1047,7 +1045,7 @@ def bootstrap_and_watch(interval: float = 2.0) -> None:
     it done, then unseal Vault again whenever it comes back sealed (a restarted container)."""
     from devstack_cli import bootstrap
     from devstack_cli.stack import stack
-    from devstack_cli.vault import UNREACHABLE, Vault, VaultError
+    from devstack_cli.vault import Vault, VaultError
 
     def log(message: str) -> None:
         print(message, flush=True)
@@ -1066,7 +1064,7 @@ def bootstrap_and_watch(interval: float = 2.0) -> None:
                 sealed = vault.health()["sealed"]
             if sealed:
                 bootstrap.init_or_unseal(settings, log)
-        except (*UNREACHABLE, VaultError) as exc:  # restarting: try again
+        except VaultError as exc:  # restarting (no answer, or sealed/standby): try again
             log(f"Vault not ready yet ({type(exc).__name__})")
 
 

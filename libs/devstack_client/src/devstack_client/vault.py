@@ -48,6 +48,7 @@ from devstack_client.metrics import Metrics
 from devstack_client.redaction import Redactor, mask_secret_data
 from devstack_client.redaction import redactor as default_redactor
 from devstack_client.settings import ClientSettings
+from devstack_vault_errors import error_messages
 
 log = structlog.get_logger("devstack_client.vault")
 
@@ -534,10 +535,7 @@ class VaultClient:
         if response.status_code >= 400:
             if self._metrics is not None:
                 self._metrics.vault_failures.labels(operation).inc()
-            try:
-                errors = [str(e) for e in response.json().get("errors", [])]
-            except ValueError:
-                errors = [f"HTTP {response.status_code}"]
+            errors = error_messages(response.content, response.status_code)
             raise VaultError(method, path, response.status_code, errors)
         if response.status_code == 204 or not response.content:
             return {}
@@ -627,6 +625,7 @@ class VaultClient:
             self._unreachable(operation, type(exc).__name__)
             raise DependencyUnavailable("vault", f"{operation}: unreachable") from exc
         if response.status_code >= 400:
-            raise VaultError("GET", url, response.status_code, [f"HTTP {response.status_code}"])
+            errors = error_messages(response.content, response.status_code)
+            raise VaultError("GET", url, response.status_code, errors)
         self._state = _Reachability(ok=True, last_answer=self._clock())
         return response.text

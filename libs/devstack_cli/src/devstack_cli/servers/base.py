@@ -24,13 +24,15 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devstack_cli import lifeline
 from devstack_cli.plan import Condition, Probe, ProcessSpec
 from devstack_cli.settings import Settings, write_private
 from devstack_cli.stack import Service
-from devstack_cli.vault import Vault, login_as
+
+if TYPE_CHECKING:
+    from devstack_cli.vault import Vault
 
 BOOTSTRAP = "vault-bootstrap"
 
@@ -162,6 +164,10 @@ class Launch:
     @cached_property
     def vault(self) -> Vault:
         """A client logged in with this server's own AppRole (never the root token)."""
+        # Here, not at the top: hvac and requests cost a launcher about 0.2 s to import
+        # (docs/architecture.md), and the launchers that never call Vault need not pay it.
+        from devstack_cli.vault import login_as
+
         return login_as(self.settings, self.service.name)
 
     def secret(self, name: str | None = None) -> dict[str, Any]:
@@ -180,10 +186,9 @@ class Launch:
         files = TlsFiles(tls_dir / "cert.pem", tls_dir / "key.pem", tls_dir / "ca.pem")
         if not certificate_is_fresh(files.cert):
             host = self.service.hostname
-            issued = self.vault.write(
-                f"pki_int/issue/{self.service.name}",
-                {"common_name": host, "alt_names": f"{host},localhost", "ip_sans": "127.0.0.1"},
-            )["data"]
+            issued = self.vault.issue_certificate(
+                self.service.name, host, alt_names=f"{host},localhost", ip_sans="127.0.0.1"
+            )
             write_private(files.key, issued["private_key"].strip() + "\n")
             leaf_and_issuer = issued["certificate"].strip() + "\n" + issued["issuing_ca"].strip()
             write_private(files.cert, leaf_and_issuer + "\n", mode=0o644)
@@ -269,7 +274,7 @@ def exec_server(ctx: Launch, command: Exec) -> None:
     """
     if "vault" in ctx.__dict__:
         with contextlib.suppress(Exception):
-            ctx.vault.call("POST", "auth/token/revoke-self")
+            ctx.vault.revoke_token()
         ctx.vault.close()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVSTACK_", "VAULT_", "BAO_"))}
     env.update(command.env)

@@ -36,6 +36,7 @@ from devstack_cli.servers.base import Exec, Launch, PlanContext
 from devstack_cli.servers.observability import program
 from devstack_cli.settings import Settings, repo_root, write_private
 from devstack_cli.stack import Service, stack
+from devstack_cli.vault import VaultError, login_as
 
 SCRAPE_INTERVAL = "5s"
 RETENTION = "7d"
@@ -171,27 +172,14 @@ def config(
 
 def vault_serves_prometheus(ctx: Launch) -> bool:
     """Asked with Prometheus's own token: does Vault answer its metrics in Prometheus's format?
-    (400 "prometheus is not enabled" when Vault's configuration has no telemetry stanza.)"""
-    port = ctx.settings.port(stack().service("vault").ports["api"])
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    (400 "prometheus is not enabled" when Vault's configuration has no telemetry stanza.)
+    hvac has no method for sys/metrics: the facade sends it through hvac's adapter."""
     try:
-        conn.request(
-            "GET",
-            "/v1/sys/metrics?format=prometheus",
-            headers={"X-Vault-Token": str(ctx.vault.token)},
-        )
-        response = conn.getresponse()
-        body = response.read()
-    finally:
-        conn.close()
-    if response.status == 200:
-        return True
-    print(
-        f"Vault's metrics are left out: /v1/sys/metrics?format=prometheus answered "
-        f"{response.status} ({body[:80].decode(errors='replace').strip()})",
-        flush=True,
-    )
-    return False
+        ctx.vault.call("GET", "sys/metrics?format=prometheus")
+    except VaultError as exc:
+        print(f"Vault's metrics are left out: {exc}", flush=True)
+        return False
+    return True
 
 
 def check_config(path: Path) -> None:
@@ -262,8 +250,6 @@ def check_consoles(settings: Settings) -> int:
 
 def keep_vault_token(settings: Settings) -> None:
     """Keep a token of Prometheus's AppRole in `token_file` until SIGTERM, then revoke it."""
-    from devstack_cli.vault import login_as
-
     path = token_file(settings)
     path.unlink(missing_ok=True)
 
@@ -281,9 +267,9 @@ def keep_vault_token(settings: Settings) -> None:
                     vault = login_as(settings, "prometheus")
                     write_private(path, f"{vault.token}\n")
                     print("logged in; token written", flush=True)
-                    ttl = int(vault.call("GET", "auth/token/lookup-self")["data"]["ttl"])  # type: ignore[index]
+                    ttl = vault.token_ttl()
                 time.sleep(max(ttl * 2 / 3, 1))
-                renewed = vault.write("auth/token/renew-self", {})["auth"]["lease_duration"]
+                renewed = vault.renew_token()
                 if int(renewed) < ttl * 2 / 3:  # the maximum life is near: log in again
                     vault = None
                 else:
@@ -299,6 +285,6 @@ def keep_vault_token(settings: Settings) -> None:
     finally:
         if vault is not None:
             with contextlib.suppress(Exception):
-                vault.call("POST", "auth/token/revoke-self")
+                vault.revoke_token()
         path.unlink(missing_ok=True)
         sys.stdout.flush()
