@@ -148,11 +148,34 @@ def _coalesce_head_and_body(cycle: RequestResponseCycle) -> None:
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server whose signals are handled by `serve` (for both servers at once)."""
+    """A uvicorn server whose signals are handled by `serve` (for both servers at once), and whose
+    housekeeping tick (the Date header, the exit check) runs once a second. uvicorn's own loop
+    wakes ten times a second to see whether to stop; two servers per app made that most of an
+    idle app's CPU (issue 15, docs/performance.md#the-idle-stack). `request_exit` wakes it at
+    once instead."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit_requested = asyncio.Event()
+
+    def request_exit(self) -> None:
+        """Stop gracefully; asked a second time, stop at once (as uvicorn's signal handler)."""
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+        self._exit_requested.set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        counter = 0  # a multiple of 10 on every tick: uvicorn refreshes the Date header then
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._exit_requested.wait()
 
 
 def _configs(app: FastAPI, settings: WebSettings) -> list[uvicorn.Config]:
@@ -203,9 +226,7 @@ async def serve_async(app: FastAPI, settings: WebSettings | None = None) -> None
 
     def stop() -> None:
         for server in servers:
-            if server.should_exit:
-                server.force_exit = True
-            server.should_exit = True
+            server.request_exit()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
