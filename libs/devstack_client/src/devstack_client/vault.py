@@ -69,14 +69,18 @@ class TokenLease:
 
     @property
     def expires_at(self) -> float:
+        """When the token expires (monotonic clock); infinity for a token that never does."""
         return math.inf if self.ttl <= 0 else self.refreshed_at + self.ttl
 
     def remaining(self, now: float) -> float:
+        """Seconds of life left at `now` (negative once expired)."""
         return self.expires_at - now
 
 
 @dataclass(frozen=True)
 class Refresh:
+    """The next token action (`plan_refresh`) and when to take it (monotonic clock)."""
+
     action: Literal["renew", "login", "none"]
     at: float
 
@@ -121,6 +125,7 @@ class VaultSecret:
     created_time: str = ""
 
     def masked(self) -> dict[str, Any]:
+        """The data with secret-looking values masked (for logs and reprs)."""
         return mask_secret_data(self.data)
 
     def __repr__(self) -> str:
@@ -129,6 +134,8 @@ class VaultSecret:
 
 @dataclass(frozen=True)
 class IssuedCertificate:
+    """A certificate Vault's PKI issued, with its chain; the private key is a `SecretStr`."""
+
     certificate: str
     issuing_ca: str
     ca_chain: list[str]
@@ -189,6 +196,11 @@ def vault_trust(settings: ClientSettings) -> ssl.SSLContext | bool:
 
 
 class VaultClient:
+    """An AppRole (or static-token) Vault client that keeps its token alive (module docstring).
+
+    Use it as an async context (`start`, then `aclose`); an authenticated call is retried once
+    after a fresh login when Vault refuses the token."""
+
     def __init__(
         self,
         settings: ClientSettings,
@@ -254,6 +266,7 @@ class VaultClient:
         self._task = asyncio.create_task(self._keep_alive(), name="devstack-vault-token")
 
     async def aclose(self) -> None:
+        """Stop the token schedule, revoke the token (best effort, 1 s) and close connections."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -282,12 +295,15 @@ class VaultClient:
         return self._generation
 
     def token_ttl(self) -> float | None:
+        """Seconds the current token has left (0 once expired); None without a token or for one
+        that never expires."""
         if self._lease is None:
             return None
         remaining = self._lease.remaining(self._clock())
         return None if math.isinf(remaining) else max(0.0, remaining)
 
     def status(self) -> VaultStatus:
+        """The client's own view of Vault, for health: reachability, token, last contact."""
         now = self._clock()
         state = self._state
         ttl = self.token_ttl()
