@@ -1,0 +1,89 @@
+"""Measure the CPU a running, idle stack uses: each process's user + system time over a window.
+
+Reads the stack's supervisor (state folder from DEVSTACK_STATE_DIR, as `devstack` does) and every
+process below it from /proc (psutil), at the start and the end of the window, and prints each
+process's share of one core, grouped by service, and the total. The supervisor's line counts its
+reaped children too (its exec probes and one-shot steps). Send no requests while it runs.
+
+    DEVSTACK_STATE_DIR=... uv run python bench/idle_cpu.py --seconds 60
+
+CPU time, not wall time, is counted, so other work on the machine moves the figure far less than
+it moves latencies; still, record the load average beside it (printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import psutil
+
+
+def state_dir() -> Path:
+    configured = os.environ.get("DEVSTACK_STATE_DIR")
+    return Path(configured) if configured else Path.home() / ".local/state/devstack"
+
+
+def cpu_seconds(proc: psutil.Process, with_children: bool) -> float:
+    times = proc.cpu_times()
+    total = times.user + times.system
+    if with_children:
+        total += times.children_user + times.children_system
+    return total
+
+
+def snapshot(supervisor: psutil.Process) -> dict[int, tuple[str, float]]:
+    """pid -> (label, CPU seconds) for the supervisor and every process below it."""
+    found = {supervisor.pid: ("supervisor (with its exec probes)", cpu_seconds(supervisor, True))}
+    for child in supervisor.children(recursive=True):
+        try:
+            found[child.pid] = (child.name(), cpu_seconds(child, False))
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def service_of(pid: int, children: dict[str, dict[str, object]]) -> str | None:
+    """The supervised process a pid is, or descends from (children.json: name -> {pid, ...})."""
+    by_pid = {int(str(entry["pid"])): name for name, entry in children.items()}
+    try:
+        lineage = [psutil.Process(pid), *psutil.Process(pid).parents()]
+    except psutil.NoSuchProcess:
+        return None
+    for proc in lineage:
+        if proc.pid in by_pid:
+            return by_pid[proc.pid]
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    run = state_dir() / "run"
+    supervisor = psutil.Process(json.loads((run / "supervisor.pid").read_text())["pid"])
+    children = json.loads((run / "children.json").read_text())
+
+    before, started = snapshot(supervisor), time.monotonic()
+    time.sleep(args.seconds)
+    after, wall = snapshot(supervisor), time.monotonic() - started
+
+    shares: dict[str, float] = defaultdict(float)
+    for pid, (label, seconds) in after.items():
+        if pid not in before:
+            continue  # started during the window (a restart): not an idle figure
+        name = label if pid == supervisor.pid else (service_of(pid, children) or label)
+        shares[name] += (seconds - before[pid][1]) / wall * 100
+    width = max(len(name) for name in shares)
+    for name, share in sorted(shares.items(), key=lambda item: -item[1]):
+        print(f"{name:<{width}}  {share:5.2f} %")
+    print(f"{'total, of one core':<{width}}  {sum(shares.values()):5.2f} %")
+    print(f"over {wall:.0f} s; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
