@@ -64,6 +64,29 @@ def test_each_dashboard_renders_without_a_template_error(
     assert "<no value>" not in response.text
 
 
+# The database pages' shared header and "reachable" row (console_libraries/page.lib).
+HEADERS = {
+    "postgres.html": ('<h1 id="postgresql">PostgreSQL</h1>', "pg_up"),
+    "mariadb.html": ('<h1 id="mariadb">MariaDB</h1>', "mysql_up"),
+}
+
+
+@pytest.mark.parametrize("page", sorted(HEADERS))
+def test_the_database_pages_show_their_title_and_that_the_server_is_reachable(
+    observed: ObservedStack, page: str
+) -> None:
+    heading, metric = HEADERS[page]
+    deadline = time.monotonic() + 30  # the exporter's first scrape
+    while not observed.query(f"{metric} == 1"):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{metric} is not 1 after 30 s")
+        time.sleep(0.5)
+    text = httpx.get(f"{observed.prometheus}/consoles/{page}", timeout=30).text
+    assert text.count(heading) == 1
+    assert text.count('class="prom_lhs_menu row"') == 1  # the menu, once
+    assert f"<tr><th>Server reachable ({metric})</th><td>yes</td></tr>" in text
+
+
 def wait_for_requests(observed: ObservedStack) -> None:
     """Send requests to every API until Prometheus has a rate for each (two samples)."""
     deadline = time.monotonic() + 60
