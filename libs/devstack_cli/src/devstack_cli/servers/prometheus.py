@@ -173,10 +173,15 @@ def config(
 def vault_serves_prometheus(ctx: Launch) -> bool:
     """Asked with Prometheus's own token: does Vault answer its metrics in Prometheus's format?
     (400 "prometheus is not enabled" when Vault's configuration has no telemetry stanza.)
-    hvac has no method for sys/metrics: the facade sends it through hvac's adapter."""
+    hvac has no method for sys/metrics: the facade sends it through hvac's adapter. Only an
+    answer leaves the metrics out: a failed login, or no answer, fails the launcher (the
+    supervisor starts it again), as a silent omission would last until the next start."""
+    vault = ctx.vault  # outside the `try`: a refused login is not a missing telemetry stanza
     try:
-        ctx.vault.call("GET", "sys/metrics?format=prometheus")
+        vault.call("GET", "sys/metrics?format=prometheus")
     except VaultError as exc:
+        if not exc.answered:
+            raise
         print(f"Vault's metrics are left out: {exc}", flush=True)
         return False
     return True
