@@ -510,7 +510,7 @@ def test(
 @vault_app.command("status")
 def vault_status() -> None:
     """Is Vault initialised, unsealed and answering?"""
-    from devstack_cli.vault import Vault, VaultError
+    from devstack_cli.vault import Vault, VaultError  # deferred: hvac costs 0.2 s to import
 
     s = settings()
     with Vault.for_settings(s) as vault:
@@ -530,7 +530,7 @@ def vault_status() -> None:
 @vault_app.command("bootstrap")
 def vault_bootstrap() -> None:
     """Unseal Vault and re-apply the bootstrap (idempotent)."""
-    from devstack_cli import bootstrap
+    from devstack_cli import bootstrap  # deferred: hvac costs 0.2 s to import
 
     s = settings()
     if engine.status(s) is None:
@@ -548,7 +548,7 @@ def vault_rotate_secret_id(
 
     `vault bootstrap` replaces a secret-id that no longer logs in; this replaces one on demand.
     """
-    from devstack_cli import bootstrap
+    from devstack_cli import bootstrap  # deferred: hvac costs 0.2 s to import
 
     s = settings()
     name = known_service(service)
@@ -575,7 +575,7 @@ def vault_creds(
     reveal: Annotated[bool, typer.Option("--reveal", help="Show the password.")] = False,
 ) -> None:
     """A service's credentials, read through its own AppRole (passwords masked)."""
-    from devstack_cli.vault import VaultError, login_as
+    from devstack_cli.vault import VaultError, login_as  # deferred: hvac costs 0.2 s to import
 
     s = settings()
     svc = stack().service(known_service(service))
@@ -707,7 +707,7 @@ def _supervise(plan_file: str) -> None:
 
 @app.command("_bootstrap", hidden=True)
 def _bootstrap() -> None:
-    from devstack_cli import bootstrap
+    from devstack_cli import bootstrap  # deferred: hvac costs 0.2 s to import
 
     s = settings()
     root = bootstrap.init_or_unseal(s, lambda m: print(m, flush=True))
