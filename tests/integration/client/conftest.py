@@ -22,7 +22,7 @@ import pytest
 import structlog
 
 from devstack_cli.vault import Vault
-from devstack_client import ClientSettings, DevStackClient, configure_logging
+from devstack_client import ClientSettings, DevStackClient, configure_logging, tune_process
 from tests.conftest import StackUnderTest
 
 
@@ -48,6 +48,13 @@ def captured_logs() -> Iterator[LogCapture]:
 
 def client_settings(stack: StackUnderTest, **extra: Any) -> ClientSettings:
     return ClientSettings.for_stack(stack.state_dir, stack.port_offset, "code_first", **extra)
+
+
+@pytest.fixture(scope="package", autouse=True)
+def tuned() -> None:
+    """The library's memory measures, as the apps apply them (their `main`), before any client
+    of these tests connects: the tests hold the tuned pools to them."""
+    tune_process()
 
 
 @pytest.fixture(scope="module")

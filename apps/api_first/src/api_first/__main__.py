@@ -7,10 +7,13 @@ WebSettings and docs/client.md): by default :8001 and https :8444.
 from __future__ import annotations
 
 from api_first.app import create_app
+from devstack_client import tune_process
 from devstack_web import serve
 
 
 def main() -> None:
+    """Serve the app, with the library's process-wide memory measures applied first."""
+    tune_process()  # devstack_client.tuning: opt-in, before the client opens a connection
     serve(create_app())
 
 

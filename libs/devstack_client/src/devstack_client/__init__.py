@@ -1,7 +1,8 @@
 """devstack_client: wire a Python service to Vault-managed credentials and the data stack.
 
 The public API is what `__all__` lists; everything else is private and may change.
-See docs/client.md for a usage page.
+See docs/client.md for a usage page. Importing it changes nothing process-wide; the memory
+measures are opt-in (`tune_process()`, devstack_client.tuning).
 """
 
 from devstack_client.asgi import (
@@ -55,6 +56,7 @@ from devstack_client.redaction import MASK, Redactor, mask_secret_data, redactor
 from devstack_client.secretstore import SecretStore
 from devstack_client.settings import DEPENDENCIES, ClientSettings, Dependency
 from devstack_client.tls import ssl_context
+from devstack_client.tuning import tune_process
 from devstack_client.usecases import (
     CacheService,
     ClusterService,
@@ -129,5 +131,6 @@ __all__ = [
     "redactor",
     "route_template",
     "ssl_context",
+    "tune_process",
     "uvicorn_log_config",
 ]

@@ -3,10 +3,13 @@
 ```python
 settings = ClientSettings()  # DEVSTACK_* variables, or ClientSettings.for_stack(...)
 async with DevStackClient(settings) as stack:
-    item = await stack.items("postgres").create(ItemIn(name="first"))
-    await stack.cache.set("greeting", "hello", ttl=60)
+    item = await stack.items("postgres").create(ItemCreate(name="first", quantity=1))
+    entry, created = await stack.cache.put("greeting", "hello", ttl_seconds=60)
     report = await stack.health()
 ```
+
+The client changes nothing process-wide; the memory measures are opt-in (`tune_process()`,
+devstack_client.tuning).
 
 Start order: Vault login (the token is then kept alive in the background), the CA chain, each
 dependency's secret (cached), the background secret refresher, then every pool at once (a pool
@@ -16,13 +19,13 @@ whose server is down connects on first use). `aclose()` undoes it all and revoke
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable
 from functools import cached_property
 from typing import Any, cast
 
 import httpx
 import structlog
-from redis.asyncio.cluster import RedisCluster
 
 from devstack_client.errors import ConfigurationError
 from devstack_client.health import CheckOutcome, HealthChecker, Probe
@@ -40,7 +43,7 @@ from devstack_client.redaction import Redactor
 from devstack_client.redaction import redactor as default_redactor
 from devstack_client.secretstore import SecretStore
 from devstack_client.settings import DEPENDENCIES, ClientSettings, Dependency
-from devstack_client.tls import TrustStore, limit_tls_read_buffer, load_trust
+from devstack_client.tls import TrustStore, load_trust
 from devstack_client.usecases import (
     CacheService,
     ClusterService,
@@ -67,6 +70,9 @@ _POOL_TYPES: dict[str, type[ManagedPool[Any]]] = {
 
 
 class DevStackClient:
+    """Vault login, the CA chain, the dependencies' secrets and one pool per dependency, with
+    the use cases (`items`, `cache`, `queues`, `cluster`, `vault_secrets`) and `health()`."""
+
     def __init__(
         self,
         settings: ClientSettings,
@@ -96,10 +102,10 @@ class DevStackClient:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Log in to Vault, load the CA chain and the secrets, start every pool (idempotent)."""
         if self._started:
             return
         self._started = True
-        limit_tls_read_buffer(self.settings.tls_read_buffer)
         try:
             await self.vault.start()
             self._trust = await load_trust(self.settings, self.vault)
@@ -117,6 +123,7 @@ class DevStackClient:
         log.info("devstack client started", dependencies=list(self.dependencies))
 
     async def aclose(self) -> None:
+        """Close every pool, stop the secret refresher and revoke the Vault token."""
         pools, self._pools = list(self._pools.values()), {}
         await asyncio.gather(*(pool.aclose() for pool in pools), return_exceptions=True)
         await self.secrets.aclose()
@@ -135,6 +142,7 @@ class DevStackClient:
     # -- pools --------------------------------------------------------------------------------
 
     def pool(self, dependency: str) -> ManagedPool[Any]:
+        """The pool of `dependency`; ConfigurationError when it is not enabled."""
         try:
             return self._pools[dependency]
         except KeyError:
@@ -144,28 +152,34 @@ class DevStackClient:
 
     @property
     def trust(self) -> TrustStore:
+        """The CA chain every pool verifies its server with."""
         if self._trust is None:
             raise ConfigurationError("the client is not started")
         return self._trust
 
     @property
     def postgres(self) -> PostgresPool:
+        """The PostgreSQL pool."""
         return cast(PostgresPool, self.pool("postgres"))
 
     @property
     def mysql(self) -> MySQLPool:
+        """The MySQL (MariaDB) pool."""
         return cast(MySQLPool, self.pool("mysql"))
 
     @property
     def mongodb(self) -> MongoPool:
+        """The MongoDB (FerretDB) pool."""
         return cast(MongoPool, self.pool("mongodb"))
 
     @property
     def redis(self) -> RedisPool:
+        """The Redis Cluster pool."""
         return cast(RedisPool, self.pool("redis"))
 
     @property
     def rabbitmq(self) -> RabbitPool:
+        """The RabbitMQ pool."""
         return cast(RabbitPool, self.pool("rabbitmq"))
 
     # -- use cases ----------------------------------------------------------------------------
@@ -187,14 +201,17 @@ class DevStackClient:
 
     @cached_property
     def cache(self) -> CacheService:
+        """String values in the Redis Cluster, under `cache_key_prefix`."""
         return CacheService(self.redis, self.settings.cache_key_prefix)
 
     @cached_property
     def queues(self) -> QueueService:
+        """Publish, consume and inspect RabbitMQ queues."""
         return QueueService(self.rabbitmq)
 
     @cached_property
     def cluster(self) -> ClusterService:
+        """The Redis Cluster described (nodes, slots, INFO)."""
         return ClusterService(self.redis)
 
     @cached_property
@@ -206,9 +223,11 @@ class DevStackClient:
 
     @cached_property
     def health_checker(self) -> HealthChecker:
+        """One probe per dependency (each pool's, and Vault's), run concurrently."""
         probes: dict[str, Probe] = {"vault": self._probe_vault}
-        for name in self._pools:
-            probes[name] = getattr(self, f"_probe_{name}")
+        within = self.settings.health_timeout
+        for name, pool in self._pools.items():
+            probes[name] = functools.partial(pool.probe, within)
         # Each probe bounds its own operation by health_timeout (so a pool sees its timeout
         # and applies the outage policy); the checker's bound is only a backstop.
         return HealthChecker(
@@ -258,42 +277,3 @@ class DevStackClient:
         if stale:
             return CheckOutcome("degraded", f"stale secrets: {', '.join(stale)}", details)
         return CheckOutcome("healthy", None, details)
-
-    async def _probe_postgres(self) -> CheckOutcome:
-        async with self.postgres.operation("health", within=self.settings.health_timeout) as pool:
-            await pool.fetchval("SELECT 1")
-        return CheckOutcome(details={"pool": self.postgres.stats()})
-
-    async def _probe_mysql(self) -> CheckOutcome:
-        async with (
-            self.mysql.connection("health", within=self.settings.health_timeout) as conn,
-            conn.cursor() as cursor,
-        ):
-            await cursor.execute("SELECT 1")
-            await cursor.fetchall()
-        return CheckOutcome(details={"pool": self.mysql.stats()})
-
-    async def _probe_mongodb(self) -> CheckOutcome:
-        async with self.mongodb.operation("health", within=self.settings.health_timeout) as db:
-            await db.database.command("ping")
-        return CheckOutcome(details={"pool": self.mongodb.stats()})
-
-    async def _probe_redis(self) -> CheckOutcome:
-        async with self.redis.operation("health", within=self.settings.health_timeout) as cluster:
-            info = await cluster.cluster_info()
-            await cluster.ping(target_nodes=RedisCluster.PRIMARIES)
-            masters = len(cluster.get_primaries())
-        state = str(info.get("cluster_state"))
-        details = {"cluster_state": state, "masters": masters}
-        if state != "ok":
-            return CheckOutcome(
-                "unhealthy", f"cluster state is {state}", details, error="not_ready"
-            )
-        return CheckOutcome(details=details)
-
-    async def _probe_rabbitmq(self) -> CheckOutcome:
-        async with self.rabbitmq.channel("health", within=self.settings.health_timeout) as channel:
-            # A round trip in the app's vhost on a pooled channel: what a publish goes through.
-            underlay = await channel.get_underlay_channel()
-            await underlay.exchange_declare("amq.direct", passive=True)
-        return CheckOutcome(details={"pool": self.rabbitmq.stats()})

@@ -20,6 +20,7 @@ or raw server text that could carry them; the original exception is kept as `__c
 
 from __future__ import annotations
 
+import ssl
 from typing import ClassVar
 
 
@@ -39,11 +40,15 @@ class ConfigurationError(DevStackError, ValueError):
 
 
 class InvalidInput(DevStackError, ValueError):
+    """An argument a use case refuses (422)."""
+
     status_code = 422
     title = "Unprocessable Content"
 
 
 class NotFound(DevStackError, LookupError):
+    """The item, key, queue or secret does not exist (404)."""
+
     status_code = 404
     title = "Not Found"
 
@@ -62,11 +67,15 @@ class DependencyError(DevStackError):
 
 
 class DependencyUnavailable(DependencyError):
+    """The dependency is down, refuses us, or is not ready (503, with Retry-After)."""
+
     status_code = 503
     title = "Service Unavailable"
 
 
 class DependencyTimeout(DependencyError):
+    """The operation did not finish within its timeout (504)."""
+
     status_code = 504
     title = "Gateway Timeout"
 
@@ -79,3 +88,29 @@ class VaultError(DependencyUnavailable):
         super().__init__("vault", f"{method} {path} answered {status}: {detail}")
         self.status = status
         self.errors = errors
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def describe(exc: BaseException) -> str:
+    """A short reason for any error (a driver's, the OS's), safe to show: its kind, never raw
+    server text that could carry a value."""
+    if any(
+        isinstance(e, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(e)
+        for e in _chain(exc)
+    ):
+        return "TLS certificate verification failed"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return type(exc).__name__

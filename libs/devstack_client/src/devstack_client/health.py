@@ -17,10 +17,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from devstack_client.errors import DependencyTimeout, DevStackError
+from devstack_client.errors import DependencyTimeout, DevStackError, describe
 from devstack_client.metrics import Metrics
 from devstack_client.models import CheckError, CheckResult, HealthReport, Status
-from devstack_client.pools import describe
 from devstack_client.redaction import Redactor
 from devstack_client.redaction import redactor as default_redactor
 
@@ -47,6 +46,8 @@ def aggregate(statuses: Iterable[Status]) -> Status:
 
 
 class HealthChecker:
+    """Runs the probes, each bounded by `timeout`, one in flight per dependency."""
+
     def __init__(
         self,
         probes: Mapping[str, Probe],

@@ -32,6 +32,7 @@ TOO_DEEP = f"nests objects and arrays deeper than {MAX_DEPTH} levels"
 
 
 def pointer_token(name: str) -> str:
+    """`name` as one reference token of a JSON Pointer (RFC 6901 escaping)."""
     return "/" + name.replace("~", "~0").replace("/", "~1")
 
 

@@ -50,6 +50,8 @@ class _PoolCollector:
 
 
 class Metrics:
+    """The Prometheus metrics of one application (its own registry): HTTP, pools, Vault, health."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
@@ -130,15 +132,19 @@ class Metrics:
         r.register(self._pools)
 
     def register_pool(self, name: str, stats: PoolStats) -> None:
+        """Report `stats()` of a pool under `name` at each scrape."""
         self._pools.pools[name] = stats
 
     def unregister_pool(self, name: str) -> None:
+        """Stop reporting the pool `name`."""
         self._pools.pools.pop(name, None)
 
     def bind_token_ttl(self, remaining: Callable[[], float | None]) -> None:
+        """Report the Vault token's remaining lifetime, read at each scrape."""
         self.vault_token_ttl.set_function(lambda: max(0.0, remaining() or 0.0))
 
     def record_health(self, dependency: str, status: str, seconds: float) -> None:
+        """Record one health check of `dependency`: its status and duration."""
         self.dependency_health.labels(dependency).set(HEALTH_VALUE.get(status, 0.0))
         self.dependency_check.labels(dependency).observe(seconds)
 

@@ -38,6 +38,8 @@ class SecretView(_Model):
 
 
 class SecretValue(_Model):
+    """One key of a service's secret, masked when secret-looking."""
+
     service: str
     key: str
     value: str
@@ -48,12 +50,16 @@ class SecretValue(_Model):
 
 
 class QueryResult(_Model):
+    """A database's version and clock, read through the pool."""
+
     database: Backend
     server_version: str
     server_time: dt.datetime
 
 
 class ItemCreate(_Model):
+    """A new item: a name (1-100 characters) and a quantity."""
+
     name: str = Field(min_length=1, max_length=100)
     quantity: int = Field(default=0, ge=0, le=MAX_QUANTITY)
 
@@ -66,6 +72,8 @@ class ItemCreate(_Model):
 
 
 class Item(_Model):
+    """An item as stored."""
+
     id: str
     name: str
     quantity: int
@@ -73,6 +81,8 @@ class Item(_Model):
 
 
 class ItemList(_Model):
+    """Items, newest first."""
+
     items: list[Item]
 
 
@@ -80,6 +90,8 @@ class ItemList(_Model):
 
 
 class CacheEntry(_Model):
+    """A cached value and its remaining time to live (None: no expiry)."""
+
     key: str
     value: str
     ttl_seconds: int | None
@@ -89,23 +101,31 @@ class CacheEntry(_Model):
 
 
 class PublishResult(_Model):
+    """A published message's id."""
+
     queue: str
     message_id: str
 
 
 class ConsumedMessage(_Model):
+    """A message taken from a queue."""
+
     message_id: str | None
     payload: dict[str, Any]
     redelivered: bool
 
 
 class ConsumeResult(_Model):
+    """The messages taken, and how many were rejected as undeliverable."""
+
     queue: str
     messages: list[ConsumedMessage]
     rejected: int
 
 
 class QueueInfo(_Model):
+    """A queue's message and consumer counts."""
+
     queue: str
     message_count: int
     consumer_count: int
@@ -115,11 +135,15 @@ class QueueInfo(_Model):
 
 
 class SlotRange(_Model):
+    """A range of hash slots."""
+
     start: int
     end: int
 
 
 class RedisNode(_Model):
+    """A node of the Redis Cluster, as CLUSTER NODES lists it."""
+
     id: str
     address: str
     role: Literal["master", "replica"]
@@ -129,6 +153,8 @@ class RedisNode(_Model):
 
 
 class SlotAssignment(_Model):
+    """A slot range, its master and its replicas."""
+
     start: int
     end: int
     master: str
@@ -136,16 +162,22 @@ class SlotAssignment(_Model):
 
 
 class SlotCoverage(_Model):
+    """How many of the 16384 slots are assigned."""
+
     slots_assigned: int
     all_covered: bool
 
 
 class ClusterSlots(_Model):
+    """Every slot range and the coverage."""
+
     ranges: list[SlotAssignment]
     coverage: SlotCoverage
 
 
 class ClusterInfo(_Model):
+    """CLUSTER INFO's state and counters."""
+
     cluster_state: str
     cluster_slots_assigned: int
     cluster_slots_ok: int
@@ -157,6 +189,8 @@ class ClusterInfo(_Model):
 
 
 class NodeInfo(_Model):
+    """INFO of one cluster node."""
+
     node: str
     role: Literal["master", "replica"]
     redis_version: str
@@ -170,6 +204,8 @@ class NodeInfo(_Model):
 
 
 class CheckResult(_Model):
+    """One dependency's health check."""
+
     status: Status
     latency_ms: float
     error: CheckError | None
@@ -178,6 +214,8 @@ class CheckResult(_Model):
 
 
 class HealthReport(_Model):
+    """Every check, and the worst of their statuses."""
+
     status: Status
     checks: dict[str, CheckResult]
     duration_ms: float = Field(default=0.0, exclude=True)

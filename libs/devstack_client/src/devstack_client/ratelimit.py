@@ -47,7 +47,9 @@ class RateLimiter(Protocol):
     limit: int
     window_seconds: int
 
-    async def hit(self, client: str) -> RateLimitDecision: ...
+    async def hit(self, client: str) -> RateLimitDecision:
+        """Count one request of `client`; the decision says whether it is allowed."""
+        ...
 
 
 HIT_SCRIPT = """
@@ -65,6 +67,7 @@ def window_position(now: float, window_seconds: int) -> tuple[int, int]:
 
 
 def decide(count: int, limit: int, window_seconds: int, reset: int) -> RateLimitDecision:
+    """The decision for the `count`-th request of a window."""
     return RateLimitDecision(
         allowed=count <= limit,
         limit=limit,
@@ -97,9 +100,11 @@ class RedisRateLimiter:
         self._clock = clock
 
     def key(self, client: str, index: int) -> str:
+        """The Redis key counting `client`'s requests in window `index`."""
         return f"{self.prefix}{client}:{index}"
 
     async def hit(self, client: str) -> RateLimitDecision:
+        """Count one request of `client` in the current window (one Redis round trip)."""
         index, reset = window_position(self._clock(), self.window_seconds)
         key = self.key(client, index)
         async with self._pool.operation("rate limit") as cluster:

@@ -52,6 +52,7 @@ _MIN_KNOWN_SECRET = 6  # shorter values ("1", "yes") would mask innocent text ev
 
 
 def is_sensitive_key(key: str) -> bool:
+    """True when a key's name says its value is a secret (password, token, ...)."""
     return bool(_SENSITIVE_KEY.search(key.replace("-", "_")))
 
 
@@ -65,6 +66,7 @@ MASKED_KEY_SUBSTRINGS = (
 
 
 def is_masked_key(key: str) -> bool:
+    """True when a secret's key is one whose value an API shows masked."""
     lowered = key.lower()
     return any(part in lowered for part in MASKED_KEY_SUBSTRINGS)
 
@@ -105,9 +107,11 @@ class Redactor:
         self.add(*_sensitive_values(data))
 
     def known_count(self) -> int:
+        """How many secret values are remembered."""
         return len(self._known)
 
     def redact_text(self, text: str) -> str:
+        """`text` with secret-looking patterns and every remembered secret masked."""
         for pattern, replacement in _PATTERNS:
             text = pattern.sub(replacement, text)
         known = self._known_pattern
@@ -116,6 +120,7 @@ class Redactor:
         return text
 
     def redact(self, value: Any, key: str | None = None) -> Any:
+        """`value` (nested structures too) with secrets masked; `key` names it."""
         if key is not None and is_sensitive_key(key) and value not in (None, "", True, False):
             return MASK
         if isinstance(value, str):

@@ -40,6 +40,8 @@ class _Entry:
 
 @dataclass(frozen=True)
 class SecretState:
+    """A cached secret's age and whether it is stale."""
+
     path: str
     version: int
     age: float
@@ -48,6 +50,8 @@ class SecretState:
 
 
 class SecretStore:
+    """The dependencies' secrets, read from Vault once and cached, refreshed in the background."""
+
     def __init__(
         self,
         fetch: Fetch,
@@ -72,6 +76,7 @@ class SecretStore:
     # -- reads ----------------------------------------------------------------------------
 
     async def get(self, path: str) -> VaultSecret:
+        """The secret at `path`: the cached copy, else read from Vault (single flight)."""
         entry = self._entries.get(path)
         if entry is not None and self._clock() - entry.fetched_at < self.ttl:
             self._count("hit")
@@ -87,6 +92,7 @@ class SecretStore:
         return secret
 
     def peek(self, path: str) -> VaultSecret | None:
+        """The cached secret at `path`, without reading Vault."""
         entry = self._entries.get(path)
         return None if entry is None else entry.secret
 
@@ -165,6 +171,7 @@ class SecretStore:
     # -- state for health -----------------------------------------------------------------
 
     def states(self) -> list[SecretState]:
+        """The state of every cached secret."""
         now = self._clock()
         return [
             SecretState(
@@ -178,15 +185,18 @@ class SecretStore:
         ]
 
     def stale_paths(self) -> list[str]:
+        """The paths of the stale cached secrets."""
         return [s.path for s in self.states() if s.stale]
 
     # -- background refresh -------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the background refresh (idempotent)."""
         if self._task is None:
             self._task = asyncio.create_task(self._refresh_loop(), name="devstack-secret-refresh")
 
     async def aclose(self) -> None:
+        """Stop the background refresh."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

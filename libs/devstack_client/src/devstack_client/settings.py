@@ -39,6 +39,8 @@ DEFAULT_PORTS: dict[str, int] = {
 
 
 class ClientSettings(BaseSettings):
+    """Where the stack is, how to log in to Vault, timeouts and pool sizes (`DEVSTACK_*`)."""
+
     model_config = SettingsConfigDict(
         env_prefix="DEVSTACK_", frozen=True, extra="ignore", validate_default=True
     )
@@ -114,17 +116,10 @@ class ClientSettings(BaseSettings):
     connect_timeout: float = Field(default=3.0, gt=0, le=120)
     operation_timeout: float = Field(default=5.0, gt=0, le=600)
     health_timeout: float = Field(default=2.0, gt=0, le=60)
-    pool_min_size: int = Field(default=1, ge=0, le=100)
     # One event loop keeps few queries in flight per server: 4 connections served 16 concurrent
     # API requests as fast as 10 did, with less memory (docs/apps.md).
     pool_max_size: int = Field(default=4, ge=1, le=1000)
     channel_pool_size: int = Field(default=8, ge=1, le=1000)
-    tls_read_buffer: int = Field(
-        default=16 * 1024,
-        ge=16 * 1024,
-        le=256 * 1024,
-        description="bytes each asyncio TLS connection reads into (process-wide, see tls.py)",
-    )
     # The contract fixes storage names so every implementation sees the same keys: cache:<key>.
     cache_key_prefix: str = Field(default="cache:", max_length=64)
 
@@ -144,8 +139,6 @@ class ClientSettings(BaseSettings):
                     "no Vault credentials: set approle with state_dir, or the role-id and "
                     "secret-id (values or files); a root-token fallback does not exist"
                 )
-        if self.pool_min_size > self.pool_max_size:
-            raise ValueError("pool_min_size is larger than pool_max_size")
         if self.backoff_initial > self.backoff_max:
             raise ValueError("backoff_initial is larger than backoff_max")
         unknown = set(self.secret_paths) - set(DEPENDENCIES)
@@ -175,10 +168,12 @@ class ClientSettings(BaseSettings):
         return cls(state_dir=Path(state_dir), port_offset=port_offset, approle=approle, **extra)
 
     def default_port(self, name: str) -> int:
+        """The stack's base port `name` plus the port offset."""
         return DEFAULT_PORTS[name] + self.port_offset
 
     @property
     def resolved_vault_addr(self) -> str:
+        """Vault's address: `vault_addr`, else the stack's own."""
         return (self.vault_addr or f"http://{self.host}:{self.default_port('vault')}").rstrip("/")
 
     def endpoint(self, dependency: str, *, tls: bool = True) -> tuple[str, int]:
@@ -191,10 +186,12 @@ class ClientSettings(BaseSettings):
         return host, explicit if explicit is not None else self.default_port(port_name)
 
     def secret_path(self, dependency: str) -> str:
+        """The KV path of a dependency's secret."""
         return self.secret_paths.get(dependency, dependency)
 
     @property
     def resolved_ca_file(self) -> Path | None:
+        """The CA chain file: `ca_file`, else the state folder's, else None (read from Vault)."""
         if self.ca_file is not None:
             return self.ca_file
         if self.state_dir is not None:
@@ -202,6 +199,7 @@ class ClientSettings(BaseSettings):
         return None
 
     def read_role_id(self) -> str:
+        """The AppRole role-id (value or file)."""
         return self._credential(self.vault_role_id, self.vault_role_id_file, "role-id")
 
     def read_secret_id(self) -> str:

@@ -8,7 +8,6 @@ needs the chain as a file, the other clients take an `ssl.SSLContext` (or the PE
 from __future__ import annotations
 
 import asyncio
-import asyncio.sslproto
 import shutil
 import ssl
 import tempfile
@@ -18,21 +17,6 @@ from pathlib import Path
 from devstack_client.errors import ConfigurationError
 from devstack_client.settings import ClientSettings
 from devstack_client.vault import VaultClient
-
-
-def limit_tls_read_buffer(size: int) -> None:
-    """Make every asyncio TLS connection opened from now on read into a `size`-byte buffer.
-
-    CPython 3.11's asyncio gives each TLS connection a zero-filled read buffer of
-    `SSLProtocol.max_size` (256 KiB), resident for the connection's whole life: about 8 MB for
-    the 30-odd connections an app's pools hold, where a TLS record is at most 16 KiB.
-    asyncio has one class for every TLS connection of the process, so this is process-wide:
-    `DevStackClient.start()` applies `ClientSettings.tls_read_buffer` (16 KiB by default: one
-    record per read; the payloads here are small).
-    """
-    if size < 16 * 1024:
-        raise ValueError("a TLS read buffer smaller than one record (16 KiB) only costs reads")
-    asyncio.sslproto.SSLProtocol.max_size = size
 
 
 def ssl_context(ca_pem: str) -> ssl.SSLContext:
@@ -46,6 +30,8 @@ def ssl_context(ca_pem: str) -> ssl.SSLContext:
 
 @dataclass
 class TrustStore:
+    """The CA chain as PEM text and as a file, and one client context made from it."""
+
     ca_pem: str
     ca_file: Path
     _tmpdir: Path | None = None
@@ -59,6 +45,7 @@ class TrustStore:
         return self._context
 
     def close(self) -> None:
+        """Delete the temporary CA file, if one was written."""
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
