@@ -18,13 +18,12 @@ from pydantic import MISSING, BaseModel
 import devstack_client as lib
 from api_first.generated import models
 from api_first.generated.operations import CONTRACT_VERSION
-from devstack_web import StackDep, consume_response
+from devstack_web import StackDep, consume_response, contract
 
 Handler = Callable[..., Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {}
 
 IMPLEMENTATION: Final = "api_first"
-HEALTH_RETRY_AFTER_SECONDS = 5
 
 M = TypeVar("M", bound=BaseModel)
 H = TypeVar("H", bound=Handler)
@@ -42,7 +41,7 @@ def operation(operation_id: str) -> Callable[[H], H]:
     return register
 
 
-def contract(model: type[M], value: BaseModel) -> M:
+def as_contract(model: type[M], value: BaseModel) -> M:
     """A library result as the contract's generated model (validated against the contract)."""
     return model.model_validate(value.model_dump())
 
@@ -52,13 +51,8 @@ def contract(model: type[M], value: BaseModel) -> M:
 
 @operation("serviceInfo")
 async def service_info() -> models.ServiceInfo:
-    return models.ServiceInfo(
-        name="devstack-core",
-        implementation=IMPLEMENTATION,
-        version=CONTRACT_VERSION,
-        links=models.ServiceLinks(
-            self="/", health="/health", health_all="/health/all", metrics="/metrics"
-        ),
+    return models.ServiceInfo.model_validate(
+        contract.service_info(IMPLEMENTATION, CONTRACT_VERSION)
     )
 
 
@@ -67,29 +61,20 @@ async def health_liveness() -> models.Liveness:
     return models.Liveness(status="healthy")
 
 
-def _health(report: lib.HealthReport, response: Response) -> models.HealthReport:
-    response.status_code = report.http_status
-    if report.http_status == 503:
-        response.headers["Retry-After"] = str(HEALTH_RETRY_AFTER_SECONDS)
-    return contract(models.HealthReport, report)
-
-
 @operation("healthAll")
 async def health_all(stack: StackDep, response: Response) -> models.HealthReport:
-    return _health(await stack.health(), response)
+    return as_contract(models.HealthReport, await contract.health_report(stack, response))
 
 
 @operation("healthService")
 async def health_service(stack: StackDep, response: Response, service: str) -> models.HealthReport:
-    if service not in stack.health_checker.probes:
-        raise lib.NotFound(f"no dependency is named {service!r}")
-    return _health(await stack.health([service]), response)
+    report = await contract.health_report(stack, response, service)
+    return as_contract(models.HealthReport, report)
 
 
 @operation("serviceMetrics")
 async def service_metrics(stack: StackDep) -> Response:
-    body, content_type = stack.metrics.render()
-    return Response(body, media_type=content_type)
+    return contract.metrics_response(stack)
 
 
 # -- vault ------------------------------------------------------------------------------------
@@ -97,12 +82,12 @@ async def service_metrics(stack: StackDep) -> Response:
 
 @operation("vaultGetSecret")
 async def vault_get_secret(stack: StackDep, service: str) -> models.VaultSecret:
-    return contract(models.VaultSecret, await stack.vault_secrets.read(service))
+    return as_contract(models.VaultSecret, await stack.vault_secrets.read(service))
 
 
 @operation("vaultGetSecretKey")
 async def vault_get_secret_key(stack: StackDep, service: str, key: str) -> models.VaultSecretValue:
-    return contract(models.VaultSecretValue, await stack.vault_secrets.read_key(service, key))
+    return as_contract(models.VaultSecretValue, await stack.vault_secrets.read_key(service, key))
 
 
 # -- databases: the same five operations for each backend ---------------------------------------
@@ -111,11 +96,11 @@ async def vault_get_secret_key(stack: StackDep, service: str, key: str) -> model
 def _item_handlers(backend: lib.Backend) -> None:
     @operation(f"{backend}Query")
     async def query(stack: StackDep) -> models.DatabaseQueryResult:
-        return contract(models.DatabaseQueryResult, await stack.items(backend).query())
+        return as_contract(models.DatabaseQueryResult, await stack.items(backend).query())
 
     @operation(f"{backend}ListItems")
     async def list_items(stack: StackDep, limit: int) -> models.ItemList:
-        return contract(models.ItemList, await stack.items(backend).list(limit=limit))
+        return as_contract(models.ItemList, await stack.items(backend).list(limit=limit))
 
     @operation(f"{backend}CreateItem")
     async def create_item(
@@ -123,12 +108,12 @@ def _item_handlers(backend: lib.Backend) -> None:
     ) -> models.Item:
         new = lib.ItemCreate(name=body.name, quantity=body.quantity)
         item = await stack.items(backend).create(new)
-        response.headers["Location"] = f"/examples/{backend}/items/{item.id}"
-        return contract(models.Item, item)
+        contract.item_created(response, backend, item.id)
+        return as_contract(models.Item, item)
 
     @operation(f"{backend}GetItem")
     async def get_item(stack: StackDep, item_id: str) -> models.Item:
-        return contract(models.Item, await stack.items(backend).get(item_id))
+        return as_contract(models.Item, await stack.items(backend).get(item_id))
 
     @operation(f"{backend}DeleteItem")
     async def delete_item(stack: StackDep, item_id: str) -> None:
@@ -144,7 +129,7 @@ for _backend in lib.BACKENDS:
 
 @operation("cacheGet")
 async def cache_get(stack: StackDep, key: str) -> models.CacheEntry:
-    return contract(models.CacheEntry, await stack.cache.get(key))
+    return as_contract(models.CacheEntry, await stack.cache.get(key))
 
 
 @operation("cachePut")
@@ -153,8 +138,8 @@ async def cache_put(
 ) -> models.CacheEntry:
     ttl = None if body.ttl_seconds is MISSING else body.ttl_seconds
     entry, created = await stack.cache.put(key, body.value, ttl_seconds=ttl)
-    response.status_code = 201 if created else 200
-    return contract(models.CacheEntry, entry)
+    contract.cache_written(response, created=created)
+    return as_contract(models.CacheEntry, entry)
 
 
 @operation("cacheDelete")
@@ -167,21 +152,21 @@ async def cache_delete(stack: StackDep, key: str) -> None:
 
 @operation("messagingGetQueue")
 async def messaging_get_queue(stack: StackDep, queue: str) -> models.QueueInfo:
-    return contract(models.QueueInfo, await stack.queues.inspect(queue))
+    return as_contract(models.QueueInfo, await stack.queues.inspect(queue))
 
 
 @operation("messagingPublish")
 async def messaging_publish(
     stack: StackDep, queue: str, body: models.JsonObject
 ) -> models.PublishResult:
-    return contract(models.PublishResult, await stack.queues.publish(queue, body.root))
+    return as_contract(models.PublishResult, await stack.queues.publish(queue, body.root))
 
 
 @operation("messagingConsume")
 async def messaging_consume(stack: StackDep, queue: str, max: int) -> Response:
     # Acknowledged once this answer is sent (devstack_web.consume_response).
     return await consume_response(
-        stack, queue, max, lambda result: contract(models.ConsumeResult, result)
+        stack, queue, max, lambda result: as_contract(models.ConsumeResult, result)
     )
 
 
@@ -196,14 +181,14 @@ async def redis_cluster_nodes(stack: StackDep) -> models.RedisClusterNodes:
 
 @operation("redisClusterSlots")
 async def redis_cluster_slots(stack: StackDep) -> models.RedisClusterSlots:
-    return contract(models.RedisClusterSlots, await stack.cluster.slots())
+    return as_contract(models.RedisClusterSlots, await stack.cluster.slots())
 
 
 @operation("redisClusterInfo")
 async def redis_cluster_info(stack: StackDep) -> models.RedisClusterInfo:
-    return contract(models.RedisClusterInfo, await stack.cluster.info())
+    return as_contract(models.RedisClusterInfo, await stack.cluster.info())
 
 
 @operation("redisNodeInfo")
 async def redis_node_info(stack: StackDep, node: str) -> models.RedisNodeInfo:
-    return contract(models.RedisNodeInfo, await stack.cluster.node_info(node))
+    return as_contract(models.RedisNodeInfo, await stack.cluster.node_info(node))

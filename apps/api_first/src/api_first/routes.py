@@ -24,12 +24,11 @@ from api_first.contract import Operation, Parameter
 from api_first.generated import models
 from api_first.generated.operations import OPERATIONS
 from api_first.handlers import HANDLERS, Handler
-from devstack_web import contract_router
+from devstack_web import PROBLEM_MEDIA_TYPE, contract_router
 
 # Handler parameters that are not contract parameters: the client, the response (for a status
 # or a header), and the request body.
 STACK, RESPONSE, BODY = "stack", "response", "body"
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 # Handled for every route by devstack_web's middleware, not by the handlers.
 MIDDLEWARE_HEADERS = frozenset({"X-Request-ID"})
 

@@ -10,23 +10,22 @@ from __future__ import annotations
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Query, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 from pydantic import AfterValidator
 
 from code_first import models as m
-from devstack_client import BACKENDS, Backend, NotFound
+from devstack_client import BACKENDS, Backend
 from devstack_client import ItemCreate as LibItemCreate
 from devstack_web import (
     CONTRACT_VERSION,
     StackDep,
     consume_response,
+    contract,
     contract_router,
     problem_responses,
 )
 
 IMPLEMENTATION: Final = "code_first"
-HEALTH_RETRY_AFTER_SECONDS = 5
-_REQUEST_ID_HEADER = {"X-Request-ID": {"schema": {"type": "string"}}}
 _RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before checking again.",
@@ -102,14 +101,7 @@ health = contract_router(tags=["health"])
 
 @service.get("/", operation_id="serviceInfo", summary="Service information and links")
 async def service_info() -> m.ServiceInfo:
-    return m.ServiceInfo(
-        name="devstack-core",
-        implementation=IMPLEMENTATION,
-        version=CONTRACT_VERSION,
-        links=m.ServiceLinks(
-            self="/", health="/health", health_all="/health/all", metrics="/metrics"
-        ),
-    )
+    return m.ServiceInfo.model_validate(contract.service_info(IMPLEMENTATION, CONTRACT_VERSION))
 
 
 @service.get(
@@ -120,8 +112,7 @@ async def service_info() -> m.ServiceInfo:
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 async def service_metrics(stack: StackDep) -> Response:
-    body, content_type = stack.metrics.render()
-    return Response(body, media_type=content_type)
+    return contract.metrics_response(stack)
 
 
 @health.get("/health", operation_id="healthLiveness", summary="Liveness")
@@ -138,12 +129,6 @@ _HEALTH_503: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _health_response(report: Any) -> JSONResponse:
-    body = m.HealthReport.model_validate(report).model_dump(mode="json")
-    headers = {"Retry-After": str(HEALTH_RETRY_AFTER_SECONDS)} if report.http_status == 503 else {}
-    return JSONResponse(body, status_code=report.http_status, headers=headers)
-
-
 @health.get(
     "/health/all",
     operation_id="healthAll",
@@ -151,8 +136,8 @@ def _health_response(report: Any) -> JSONResponse:
     response_model=m.HealthReport,
     responses=_HEALTH_503,
 )
-async def health_all(stack: StackDep) -> JSONResponse:
-    return _health_response(await stack.health())
+async def health_all(stack: StackDep, response: Response) -> m.HealthReport:
+    return m.HealthReport.model_validate(await contract.health_report(stack, response))
 
 
 @health.get(
@@ -162,10 +147,11 @@ async def health_all(stack: StackDep) -> JSONResponse:
     response_model=m.HealthReport,
     responses={**errors(404), **_HEALTH_503},
 )
-async def health_service(stack: StackDep, service: HealthService) -> JSONResponse:
-    if service not in stack.health_checker.probes:
-        raise NotFound(f"there is no dependency named {service!r}")
-    return _health_response(await stack.health([service]))
+async def health_service(
+    stack: StackDep, service: HealthService, response: Response
+) -> m.HealthReport:
+    report = await contract.health_report(stack, response, service)
+    return m.HealthReport.model_validate(report)
 
 
 # -- vault ---------------------------------------------------------------------------------------
@@ -230,7 +216,7 @@ def database_router(backend: Backend, label: str) -> APIRouter:
         item = await stack.items(backend).create(
             LibItemCreate(name=body.name, quantity=body.quantity)
         )
-        response.headers["Location"] = f"/examples/{backend}/items/{item.id}"
+        contract.item_created(response, backend, item.id)
         return m.Item.model_validate(item)
 
     @router.get(
@@ -289,7 +275,7 @@ async def cache_put(
     stack: StackDep, key: CacheKey, body: m.CacheWrite, response: Response
 ) -> m.CacheEntry:
     entry, created = await stack.cache.put(key, body.value, ttl_seconds=body.ttl_seconds)
-    response.status_code = 201 if created else 200
+    contract.cache_written(response, created=created)
     return m.CacheEntry.model_validate(entry)
 
 

@@ -14,23 +14,21 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 
 from devstack_client.metrics import Metrics
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+if TYPE_CHECKING:  # the ASGI types, as Starlette spells them (no runtime dependency on it)
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "x-request-id"
+# A sane inbound X-Request-ID, the contract's pattern (openapi/devstack.yaml): the one copy.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:+/=-]{1,128}$"
 UNMATCHED = "<unmatched>"
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:+/=\-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 _request_id: ContextVar[str | None] = ContextVar("devstack_request_id", default=None)
 
@@ -41,26 +39,40 @@ def current_request_id() -> str | None:
 
 
 def sane_request_id(value: str | None) -> str | None:
+    """`value` when it matches REQUEST_ID_PATTERN, else None."""
     return value if value is not None and _SANE_REQUEST_ID.fullmatch(value) else None
 
 
 def new_request_id() -> str:
+    """A generated request id: a lowercase UUID v4."""
     return str(uuid.uuid4())
 
 
-def _header(scope: Scope, name: str) -> str | None:
-    wanted = name.encode()
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of the request header `name` (lowercase bytes), as latin-1 text (what
+    HTTP allows in a field value), or None when absent."""
     for key, value in scope.get("headers") or ():
-        if key.lower() == wanted:
-            try:
-                decoded: str = value.decode("ascii")
-            except UnicodeDecodeError:
-                return None
-            return decoded
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
     return None
 
 
+def request_id_of(scope: Scope, name: bytes = REQUEST_ID_HEADER.encode()) -> str:
+    """The request's id: its sane inbound header, else a new one."""
+    return sane_request_id(header(scope, name)) or new_request_id()
+
+
+def with_header(message: Message, name: bytes, value: bytes) -> None:
+    """Set header `name` (lowercase) of a response start message, replacing any value of it."""
+    headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != name]
+    headers.append((name, value))
+    message["headers"] = headers
+
+
 class RequestIdMiddleware:
+    """Honours a sane inbound request id or generates one; binds it for the request (structlog,
+    `current_request_id()`, `scope["state"]`) and returns it on the response."""
+
     def __init__(self, app: ASGIApp, *, header: str = REQUEST_ID_HEADER) -> None:
         self.app = app
         self.header = header.lower()
@@ -69,15 +81,13 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = sane_request_id(_header(scope, self.header)) or new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
         raw_header = self.header.encode()
+        request_id = request_id_of(scope, raw_header)
+        scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != raw_header]
-                headers.append((raw_header, request_id.encode()))
-                message["headers"] = headers
+                with_header(message, raw_header, request_id.encode())
             await send(message)
 
         token = _request_id.set(request_id)
@@ -101,7 +111,48 @@ def route_template(scope: Scope) -> str | None:
     return None
 
 
+class RequestMetrics:
+    """One request's HTTP metrics: in flight from when its route is known (or its answer
+    starts), then counted and timed by route template when it ends (`finish`)."""
+
+    __slots__ = ("in_flight", "method", "metrics", "scope", "started", "status")
+
+    def __init__(self, metrics: Metrics, scope: Scope) -> None:
+        self.metrics = metrics
+        self.scope = scope
+        self.method = str(scope.get("method", "GET"))
+        self.started = time.perf_counter()
+        self.status = 500
+        self.in_flight: str | None = None
+
+    def routed(self, *, force: bool = False) -> None:
+        """Count the request in flight once its route is known (`force`: known or not)."""
+        if self.in_flight is None:
+            route = route_template(self.scope)
+            if route is not None or force:
+                self.in_flight = route or UNMATCHED
+                self.metrics.http_in_flight.labels(self.method, self.in_flight).inc()
+
+    def answered(self, status: int) -> None:
+        """The response starts with `status`."""
+        self.status = status
+        self.routed(force=True)
+
+    def finish(self) -> float:
+        """Record the request; returns its duration in seconds."""
+        elapsed = time.perf_counter() - self.started
+        route = route_template(self.scope) or UNMATCHED
+        metrics, method = self.metrics, self.method
+        if self.in_flight is not None:
+            metrics.http_in_flight.labels(method, self.in_flight).dec()
+        metrics.http_requests.labels(method, route, str(self.status)).inc()
+        metrics.http_duration.labels(method, route).observe(elapsed)
+        return elapsed
+
+
 class MetricsMiddleware:
+    """Request count, latency and in-flight requests by route template (`RequestMetrics`)."""
+
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
@@ -110,44 +161,28 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method = str(scope.get("method", "GET"))
-        started = time.perf_counter()
-        status = 500
-        in_flight: str | None = None
-
-        def enter(force: bool) -> None:
-            nonlocal in_flight
-            if in_flight is None:
-                route = route_template(scope)
-                if route is not None or force:
-                    in_flight = route or UNMATCHED
-                    self.metrics.http_in_flight.labels(method, in_flight).inc()
+        request = RequestMetrics(self.metrics, scope)
 
         async def receive_routed() -> Message:
-            enter(False)
+            request.routed()
             return await receive()
 
         async def send_routed(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = int(message["status"])
-                enter(True)
+                request.answered(int(message["status"]))
             await send(message)
 
         try:
             await self.app(scope, receive_routed, send_routed)
         finally:
-            route = route_template(scope) or UNMATCHED
-            if in_flight is not None:
-                self.metrics.http_in_flight.labels(method, in_flight).dec()
-            self.metrics.http_requests.labels(method, route, str(status)).inc()
-            self.metrics.http_duration.labels(method, route).observe(time.perf_counter() - started)
+            request.finish()
 
 
 def metrics_endpoint(metrics: Metrics) -> ASGIApp:
     """A tiny ASGI app answering the Prometheus exposition text (mount it at /metrics)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer the exposition text."""
         body, content_type = metrics.render()
         await send(
             {

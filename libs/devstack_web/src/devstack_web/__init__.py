@@ -16,6 +16,8 @@ serve(app)  # HTTP and HTTPS, one process, one lifespan
 The public API is what `__all__` lists; everything else is private and may change.
 """
 
+from devstack_client.asgi import REQUEST_ID_PATTERN
+from devstack_web import contract
 from devstack_web.app import (
     CONTRACT_TITLE,
     CONTRACT_VERSION,
@@ -32,7 +34,6 @@ from devstack_web.middleware import is_json_media_type
 from devstack_web.models import ContractModel
 from devstack_web.problems import (
     PROBLEM_MEDIA_TYPE,
-    REQUEST_ID_PATTERN,
     DependencyName,
     FieldError,
     Problem,
@@ -58,6 +59,7 @@ __all__ = [
     "StackDep",
     "WebSettings",
     "consume_response",
+    "contract",
     "contract_router",
     "create_app",
     "default_client",

@@ -34,6 +34,7 @@ from devstack_client import (
     RedisRateLimiter,
     configure_logging,
 )
+from devstack_client.asgi import REQUEST_ID_PATTERN
 from devstack_web.edge import EdgeMiddleware
 from devstack_web.handlers import install_handlers
 from devstack_web.middleware import CatchAllMiddleware, GuardMiddleware, HeadMiddleware
@@ -47,7 +48,7 @@ CONTRACT_VERSION = "1.0.0"
 REQUEST_ID_HEADER_SPEC: dict[str, Any] = {
     "description": "The request's correlation id (the caller's when sane, else generated).",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:+/=-]{1,128}$"},
+    "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
 }
 
 
@@ -129,6 +130,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """Start the client (and the rate limiter) for the app's life; close it after."""
         configure_logging(web.log_level)
         client = client_factory(metrics)
         await client.start()
@@ -209,6 +211,8 @@ def _operations(schema: dict[str, Any]) -> Iterable[dict[str, Any]]:
 def shape_openapi(
     schema: dict[str, Any], schema_descriptions: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
+    """The generated document as the contract has it (request-id header, problem schemas, no FastAPI
+    422)."""
     for operation in _operations(schema):
         responses: dict[str, Any] = operation.get("responses", {})
         fastapi_422 = responses.get("422", {}).get("content", {}).get("application/json", {})

@@ -24,42 +24,33 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from devstack_client import Metrics
 from devstack_client.asgi import (
-    UNMATCHED,
+    REQUEST_ID_HEADER,
+    RequestMetrics,
     _request_id,
-    new_request_id,
-    route_template,
-    sane_request_id,
+    request_id_of,
+    with_header,
 )
 from devstack_client.redaction import redactor
-from devstack_web.middleware import ASGIApp, Message, Receive, Scope, Send
 
-REQUEST_ID_HEADER = b"x-request-id"
+_REQUEST_ID_HEADER = REQUEST_ID_HEADER.encode()
 _GENERATED = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 access_log = structlog.get_logger("devstack_web.access")
 _access_stdlib = logging.getLogger("devstack_web.access")
 
 
-def _inbound_request_id(headers: Any) -> str | None:
-    for key, value in headers or ():
-        if key.lower() == REQUEST_ID_HEADER:
-            try:
-                return sane_request_id(bytes(value).decode("ascii"))
-            except UnicodeDecodeError:
-                return None
-    return None
-
-
 class EdgeMiddleware:
+    """The request id, the HTTP metrics and the access line of each request, in one layer."""
+
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
@@ -68,39 +59,21 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _inbound_request_id(scope.get("headers")) or new_request_id()
+        request_id = request_id_of(scope, _REQUEST_ID_HEADER)
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         raw_id = request_id.encode()
-        method = str(scope.get("method", "GET"))
-        metrics = self.metrics
-        started = time.perf_counter()
-        status = 500
-        in_flight: str | None = None
-
-        def enter(force: bool) -> None:
-            nonlocal in_flight
-            if in_flight is None:
-                route = route_template(scope)
-                if route is not None or force:
-                    in_flight = route or UNMATCHED
-                    metrics.http_in_flight.labels(method, in_flight).inc()
+        request = RequestMetrics(self.metrics, scope)
 
         async def receive_routed() -> Message:
-            if in_flight is None:
-                enter(False)
+            if request.in_flight is None:
+                request.routed()
             return await receive()
 
         async def send_edge(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = int(message["status"])
-                headers = [
-                    (k, v) for k, v in message.get("headers", ()) if k.lower() != REQUEST_ID_HEADER
-                ]
-                headers.append((REQUEST_ID_HEADER, raw_id))
-                message["headers"] = headers
-                enter(True)
+                with_header(message, _REQUEST_ID_HEADER, raw_id)
+                request.answered(int(message["status"]))
             await send(message)
 
         id_token = _request_id.set(request_id)
@@ -108,14 +81,9 @@ class EdgeMiddleware:
         try:
             await self.app(scope, receive_routed, send_edge)
         finally:
-            elapsed = time.perf_counter() - started
-            route = route_template(scope) or UNMATCHED
-            if in_flight is not None:
-                metrics.http_in_flight.labels(method, in_flight).dec()
-            metrics.http_requests.labels(method, route, str(status)).inc()
-            metrics.http_duration.labels(method, route).observe(elapsed)
+            elapsed = request.finish()
             if _access_stdlib.isEnabledFor(logging.INFO):
-                _log_access(scope, method, status, elapsed)
+                _log_access(scope, request.method, request.status, elapsed)
             structlog.contextvars.reset_contextvars(**log_tokens)
             _request_id.reset(id_token)
 

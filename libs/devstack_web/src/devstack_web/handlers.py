@@ -106,6 +106,7 @@ def field_errors(errors: Sequence[Any], body: Any = None) -> list[FieldError]:
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:
+    """A request FastAPI could not validate: 422 with every field error."""
     if not isinstance(exc, RequestValidationError):  # registered for that class only
         raise exc
     errors = exc.errors()
@@ -117,6 +118,7 @@ async def validation_error(request: Request, exc: Exception) -> Response:
 
 
 def dependency_problem(exc: DependencyError, path: str) -> Response:
+    """A dependency's failure: 503 (with Retry-After) or 504, naming it."""
     if isinstance(exc, DependencyTimeout):
         return problem_response(
             504, f"{exc.dependency} did not answer in time.", path, dependency=exc.dependency
@@ -132,6 +134,7 @@ def dependency_problem(exc: DependencyError, path: str) -> Response:
 
 
 async def library_error(request: Request, exc: Exception) -> Response:
+    """Any other library error, as its status says."""
     path = request.url.path
     if isinstance(exc, DependencyUnavailable | DependencyTimeout):
         log.warning("dependency failed", error=str(exc), dependency=exc.dependency, path=path)
@@ -145,6 +148,7 @@ async def library_error(request: Request, exc: Exception) -> Response:
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
+    """An HTTPException (a refused body, 404, 405), as a problem document."""
     if not isinstance(exc, StarletteHTTPException):  # registered for that class only
         raise exc
     status = exc.status_code
@@ -174,6 +178,7 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 def install_handlers(app: FastAPI) -> None:
+    """Answer the library's exceptions and validation errors as problem documents."""
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(DevStackError, library_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

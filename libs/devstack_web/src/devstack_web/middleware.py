@@ -23,21 +23,16 @@ inside the request-id middleware (so the answer carries the id) and without the 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from devstack_client import DevStackError, RateLimiter
+from devstack_client.asgi import header
 from devstack_client.jsonrules import MAX_DEPTH, TOO_DEEP, first_violation, nesting_depth
 from devstack_web.handlers import BAD_JSON_DETAIL, GENERIC_DETAIL, INVALID_DETAIL, BodyRejected
-from devstack_web.problems import FieldError, problem_body
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from devstack_web.problems import PROBLEM_MEDIA_TYPE, FieldError, problem_body
 
 log = structlog.get_logger("devstack_web")
 
@@ -54,6 +49,7 @@ async def send_problem(
     scope: Scope,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
+    """Answer a problem document from middleware (no route ran)."""
     body = json.dumps(
         problem_body(status, detail, str(scope.get("path", "/"))), separators=(",", ":")
     ).encode()
@@ -62,20 +58,13 @@ async def send_problem(
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/problem+json"),
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
                 *(headers or []),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers") or ():
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
 
 
 def is_json_media_type(content_type: str | None) -> bool:
@@ -120,8 +109,8 @@ class BodyGate:
             return await self.receive()
         self.done = True
         too_large = f"The request body is larger than {self.limit} bytes."
-        json_type = is_json_media_type(_header(self.scope, b"content-type"))
-        declared = (_header(self.scope, b"content-length") or "").strip()
+        json_type = is_json_media_type(header(self.scope, b"content-type"))
+        declared = (header(self.scope, b"content-length") or "").strip()
         if declared.isdigit():
             if int(declared) > self.limit:
                 raise BodyRejected(413, too_large)
@@ -163,6 +152,8 @@ class BodyGate:
 
 
 class GuardMiddleware:
+    """The rate limit, then the body checks, in the contract's order (see the module)."""
+
     def __init__(self, app: ASGIApp, *, fastapi_app: Any, body_limit: int) -> None:
         self.app = app
         self.fastapi_app = fastapi_app
@@ -242,6 +233,8 @@ class HeadMiddleware:
 
 
 class CatchAllMiddleware:
+    """An exception no handler took, as a generic 500 problem document."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 

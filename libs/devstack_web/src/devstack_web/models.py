@@ -50,6 +50,8 @@ def _integer_fields(model: type[BaseModel]) -> tuple[tuple[str, bool], ...]:
 
 
 class ContractModel(BaseModel):
+    """A model with JSON Schema's integers: strings and booleans refused (see the module)."""
+
     @model_validator(mode="before")
     @classmethod
     def _json_integers(cls, data: Any) -> Any:

@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 from devstack_client import current_request_id
+from devstack_client.asgi import REQUEST_ID_PATTERN
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:+/=-]{1,128}$"
 
 # RFC 9110's reason phrases, where Python's `http.HTTPStatus` still has the older RFC 7231 ones.
 _REASONS = {413: "Content Too Large", 422: "Unprocessable Content"}
@@ -41,6 +41,8 @@ def reason(status: int) -> str:
 
 
 class FieldError(BaseModel):
+    # No docstring: pydantic would make it the schema's description, which the contract's
+    # FieldError has none of (and -OO would drop it). interrogate skips this class by name.
     model_config = ConfigDict(extra="forbid")
 
     location: Location
@@ -51,6 +53,8 @@ class FieldError(BaseModel):
 
 
 class Problem(BaseModel):
+    """An RFC 9457 problem document (the schema's description is `json_schema_extra`'s)."""
+
     # The description is configuration, not a docstring: the apps run with -OO.
     model_config = ConfigDict(
         extra="forbid",
@@ -93,6 +97,7 @@ def problem_body(
     dependency: str | None = None,
     errors: Sequence[FieldError] | None = None,
 ) -> dict[str, Any]:
+    """A problem document as a dict, for `status`, `detail` and the request path."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": reason(status),

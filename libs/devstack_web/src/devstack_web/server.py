@@ -60,6 +60,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self.access_log = False
 
     def on_message_begin(self) -> None:
+        """A new request: its head is counted from zero."""
         super().on_message_begin()
         self._head_bytes = 0
 
@@ -69,10 +70,12 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             raise HeadTooLarge
 
     def on_url(self, url: bytes) -> None:
+        """Count the request target toward MAX_HEAD_BYTES."""
         self._count(len(url))
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """Count a header toward MAX_HEAD_BYTES."""
         self._count(len(name) + len(value) + 4)
         super().on_header(name, value)
 
@@ -81,6 +84,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, app)
 
     def send_400_response(self, msg: str) -> None:
+        """A 400 problem document, then the connection is closed."""
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             self.transport.close()  # a response is under way on this connection: just close
@@ -212,6 +216,7 @@ def _configs(app: FastAPI, settings: WebSettings) -> list[uvicorn.Config]:
 
 
 async def serve_async(app: FastAPI, settings: WebSettings | None = None) -> None:
+    """Serve `app` on the running loop until a signal, inside its lifespan (run once)."""
     settings = settings or getattr(app.state, "web_settings", None) or WebSettings()
     configure_logging(settings.log_level)
     configs = _configs(app, settings)
@@ -225,6 +230,7 @@ async def serve_async(app: FastAPI, settings: WebSettings | None = None) -> None
     )
 
     def stop() -> None:
+        """Ask both servers to exit (a second signal forces it)."""
         for server in servers:
             server.request_exit()
 

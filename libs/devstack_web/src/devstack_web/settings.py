@@ -98,6 +98,7 @@ class WebSettings(BaseSettings):
 
     @property
     def tls_enabled(self) -> bool:
+        """Whether both TLS files are set (then HTTPS is served)."""
         return self.tls_cert_file is not None and self.tls_key_file is not None
 
     def ports(self, implementation: str) -> tuple[int, int]:
