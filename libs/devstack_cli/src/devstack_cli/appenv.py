@@ -27,6 +27,7 @@ from pathlib import Path
 from uv import find_uv_bin
 
 from devstack_cli.settings import Settings, repo_root
+from devstack_cli.stack import stack
 
 
 def environment_dir(settings: Settings, app: str) -> Path:
@@ -38,6 +39,33 @@ def python(settings: Settings, app: str) -> Path:
 
 
 OPTIMIZED = ("-OO", "-X", "no_debug_ranges")
+
+# Each dependency's variable, as every implementation reads it (docs/client.md), and the port of
+# the service table it names: (variable, service, port name).
+DEPENDENCY_PORTS: tuple[tuple[str, str, str], ...] = (
+    ("DEVSTACK_POSTGRES_PORT", "postgres", "postgres"),
+    ("DEVSTACK_MYSQL_PORT", "mysql", "mysql"),
+    ("DEVSTACK_MONGODB_PORT", "mongodb", "mongodb"),
+    ("DEVSTACK_REDIS_PORT", "redis", "redis"),
+    ("DEVSTACK_REDIS_TLS_PORT", "redis", "tls"),
+    ("DEVSTACK_RABBITMQ_PORT", "rabbitmq", "amqp"),
+    ("DEVSTACK_RABBITMQ_TLS_PORT", "rabbitmq", "amqps"),
+)
+
+
+def dependency_env(settings: Settings) -> dict[str, str]:
+    """Where every dependency of an API listens, from the service table and the port offset: the
+    launcher passes these to each app (in every language), so an app's own table of base ports
+    is only a fallback for use outside the stack. Vault's address is one of them."""
+    table = stack()
+    env = {
+        variable: str(settings.port(table.service(service).ports[port]))
+        for variable, service, port in DEPENDENCY_PORTS
+    }
+    env["DEVSTACK_VAULT_ADDR"] = (
+        f"http://127.0.0.1:{settings.port(table.service('vault').ports['api'])}"
+    )
+    return env
 
 
 def command(settings: Settings, app: str) -> list[str]:

@@ -37,6 +37,7 @@ def launch(ctx: Launch) -> Exec:
             "DEVSTACK_VAULT_SECRET_ID_FILE": str(state.secret_id_file(name)),
             "DEVSTACK_CA_FILE": str(state.ca_chain),
             "DEVSTACK_PORT_OFFSET": str(ctx.settings.port_offset),
+            **appenv.dependency_env(ctx.settings),  # every dependency's port, explicitly
             "DEVSTACK_API_HTTP_PORT": str(ctx.port("http")),
             "DEVSTACK_API_HTTPS_PORT": str(ctx.port("https")),
             "DEVSTACK_API_TLS_CERT_FILE": str(tls.cert),
