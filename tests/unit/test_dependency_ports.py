@@ -20,7 +20,7 @@ PLAIN_PORTS |= {"redis": "redis", "rabbitmq": "amqp"}
 
 
 @pytest.mark.parametrize("offset", [0, 550])
-def test_the_launchers_variables_name_every_dependencys_port_in_the_table(
+def test_the_launcher_variables_name_the_port_of_every_dependency_in_the_table(
     tmp_path: Path, offset: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = appenv.dependency_env(Settings(state_dir=tmp_path, port_offset=offset))

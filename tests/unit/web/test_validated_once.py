@@ -28,7 +28,7 @@ class Answer(BaseModel):
         return value
 
 
-def test_the_librarys_result_models_declare_no_constraint() -> None:
+def test_the_library_result_models_declare_no_constraint() -> None:
     results = [
         model
         for name, model in inspect.getmembers(models, inspect.isclass)

@@ -441,13 +441,20 @@ def bench(
         fail(str(exc), exc.code)
 
 
+# Where `test` requires a docstring on everything public (interrogate).
+DOCSTRING_CHECKED = ("libs/devstack_client/src", "libs/devstack_web/src")
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def test(
     ctx: typer.Context,
     checks: Annotated[
         bool,
         typer.Option(
-            help="Run ruff, mypy, typos and each polyglot API's own checks before pytest."
+            help=(
+                "Run ruff, mypy, interrogate, typos and each polyglot API's own checks "
+                "before pytest."
+            )
         ),
     ] = True,
     unit: Annotated[
@@ -478,6 +485,8 @@ def test(
             [f"{bin_dir}/ruff", "check", "."],
             [f"{bin_dir}/ruff", "format", "--check", "."],
             [f"{bin_dir}/mypy"],
+            # Docstrings of the libraries' public API ([tool.interrogate] in pyproject.toml).
+            [f"{bin_dir}/interrogate", "-c", "pyproject.toml", *DOCSTRING_CHECKED],
             [f"{bin_dir}/typos", "."],
         ]
         if checks
