@@ -1,23 +1,26 @@
-"""The state folder's layout is the CLI's (`devstack_cli.settings.StatePaths`); the client finds
-a stack's CA chain and AppRole files there by itself when given only the folder
-(`ClientSettings.for_stack`, used outside the stack: tests, a developer's script). The client
-cannot import the CLI (nor the CLI's light paths the client's drivers), so this test holds the
-client's two fallbacks to the CLI's layout instead. Apps started by `devstack up` get each file's
-path explicitly (DEVSTACK_CA_FILE, DEVSTACK_VAULT_ROLE_ID_FILE, ..._SECRET_ID_FILE)."""
+"""The state folder's layout (CA chain, AppRole files) as the CLI writes it is where the library
+reads it: the library cannot import the CLI, so this test holds the two definitions together."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from devstack_cli.settings import Settings, write_private
-from devstack_client.settings import ClientSettings
+from devstack_cli.settings import StatePaths
+from devstack_client import ClientSettings
 
 
-def test_the_client_reads_what_the_cli_writes_where_the_cli_writes_it(tmp_path: Path) -> None:
-    paths = Settings(state_dir=tmp_path, port_offset=0).state
-    write_private(paths.role_id_file("code_first"), "the-role-id")
-    write_private(paths.secret_id_file("code_first"), "the-secret-id")
-    client = ClientSettings.for_stack(tmp_path, approle="code_first")
-    assert client.resolved_ca_file == paths.ca_chain
-    assert client.read_role_id() == "the-role-id"
-    assert client.read_secret_id() == "the-secret-id"
+def test_the_library_reads_the_ca_chain_and_approle_files_where_the_cli_writes_them(
+    tmp_path: Path,
+) -> None:
+    state = StatePaths(tmp_path)
+    for path, text in (
+        (state.role_id_file("code_first"), "role-of-code-first\n"),
+        (state.secret_id_file("code_first"), "secret-of-code-first\n"),
+        (state.ca_chain, "-----BEGIN CERTIFICATE-----\n"),
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    settings = ClientSettings.for_stack(tmp_path, approle="code_first")
+    assert settings.resolved_ca_file == state.ca_chain
+    assert settings.read_role_id() == "role-of-code-first"
+    assert settings.read_secret_id() == "secret-of-code-first"
