@@ -1,7 +1,21 @@
 """Helpers the tests share (fixtures stay in the conftest files).
 
+- `StackUnderTest`: a stack the tests started through `devstack up` (the session's, from the
+  `stack` fixture of tests/conftest.py, or a test's own in a `new_state_dir`), on ports moved
+  by DEVSTACK_TEST_PORT_OFFSET, with the profile DEVSTACK_TEST_PROFILE.
+- `wait_for` (and `wait_for_sync`, its twin for synchronous tests): every deadline loop of the
+  tests. A test waits for a condition, never for a guessed time; it fails naming what it waited
+  for. A fixed pause (`asyncio.sleep`, `time.sleep`) is left only where time itself must pass,
+  and says why.
+- `can_read`: whether a Vault login may read a KV secret (a refusal is False, any other error
+  raises).
 - `temporary_approle`: an AppRole with a service's policy and the token TTLs a test wants,
   created with the root token (test setup only: no process under test ever holds it).
+- `client_settings`, `approle_settings`: devstack_client settings for the session's stack, with
+  the `code_first` AppRole or a role of the test's own; `LogCapture`, what the library logged
+  during the client tests (tests/integration/client/conftest.py scans it when they end).
+- `leaks_in_logs`: the secret scan of the stack's logs, run when the session ends
+  (tests/conftest.py).
 - `running_implementation`: one implementation of the contract started by the test itself, on
   free ports, from the same build and environment `devstack up` prepared, with the variables
   its launcher would give it, so a test can run it with an AppRole or settings of its own.
@@ -11,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import re
@@ -18,19 +33,185 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
+import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
+import asyncpg
 import httpx
+import pytest
+from redis.asyncio.cluster import RedisCluster
 
 from devstack_cli import appenv, polyglot
+from devstack_cli.settings import Settings
 from devstack_cli.stack import stack as service_table
-from devstack_cli.vault import Vault
+from devstack_cli.vault import Vault, VaultError, login_as
+from devstack_client import ClientSettings
 from devstack_client.redaction import is_masked_key as is_secret_key
-from tests.conftest import StackUnderTest
+
+TEST_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_PORT_OFFSET", "100"))
+# The session's stack: every implementation of the contract. A profile expression such as
+# `standard+golang` runs the tests on fewer (while one is being written).
+TEST_PROFILE = os.environ.get("DEVSTACK_TEST_PROFILE", "full")
+
+
+def new_state_dir(name: str) -> Path:
+    # Searchable by others: PostgreSQL runs as its own account when the tests run as root.
+    path = Path(tempfile.mkdtemp(prefix=f"devstack-{name}-"))
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class StackUnderTest:
+    state_dir: Path
+    port_offset: int
+    profile: str = TEST_PROFILE  # what `up` was given
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(state_dir=self.state_dir, port_offset=self.port_offset)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DEVSTACK_STATE_DIR": str(self.state_dir),
+            "DEVSTACK_PORT_OFFSET": str(self.port_offset),
+        }
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run the `devstack` command against this stack, as a user would."""
+        return subprocess.run(
+            [sys.executable, "-m", "devstack_cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def up(self, *args: str) -> subprocess.CompletedProcess[str]:
+        # A cold machine builds the polyglot APIs first (Rust: about ten minutes on 2 cores).
+        result = self.cli("up", *args, timeout=2400)
+        if result.returncode != 0:
+            pytest.fail(
+                f"devstack up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def status(self) -> dict[str, Any]:
+        result = self.cli("status", "--json")
+        assert result.returncode == 0, result.stderr
+        report: dict[str, Any] = json.loads(result.stdout)
+        return report
+
+    def port(self, service: str, name: str, instance: int = 0) -> int:
+        return self.settings.port(service_table().service(service).ports[name] + instance)
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.settings.state.ca_chain)
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def login(self, service: str) -> Vault:
+        return login_as(self.settings, service)
+
+    def creds(self, service: str) -> dict[str, Any]:
+        """A service's application secret, read through that service's own AppRole."""
+        with self.login(service) as vault:
+            secret = vault.kv_get(service)
+        assert secret is not None
+        return secret
+
+    async def postgres(
+        self,
+        via: str = "postgres",
+        *,
+        creds: dict[str, Any] | None = None,
+        database: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = 60,
+    ) -> asyncpg.Connection:
+        """A TLS connection to PostgreSQL (or through PgBouncer: via="pgbouncer"), verified
+        against the stack's CA (or `ca_file`), with the application's credentials by default."""
+        creds = creds or self.creds("postgres")
+        context = ssl.create_default_context(cafile=ca_file or self.ca_file)
+        connection: asyncpg.Connection = await asyncpg.connect(
+            host="127.0.0.1",
+            port=self.port(via, via),
+            user=creds["user"],
+            password=creds["password"],
+            database=database or creds["database"],
+            ssl=context,
+            timeout=timeout,
+        )
+        return connection
+
+    def redis_cluster(self, *, password: bool = True) -> RedisCluster:
+        """A cluster client on the TLS ports, verified against the stack's CA."""
+        return RedisCluster(
+            host="127.0.0.1",
+            port=self.port("redis", "tls"),
+            password=self.creds("redis")["password"] if password else None,
+            ssl=True,
+            ssl_ca_certs=self.ca_file,
+        )
+
+    def root_token(self) -> str:
+        token: str = json.loads(self.settings.state.vault_init.read_text())["root_token"]
+        return token
+
+
+T = TypeVar("T")
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[T | None]], timeout: float, what: str, interval: float = 0.5
+) -> T:
+    """Poll `condition` until it returns a true value (False, None, "" and 0 mean not yet),
+    and return that value; fail the test
+    after `timeout` seconds, naming `what`. The condition is always tried once more at the
+    deadline, so a slow poll never fails a condition that holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def wait_for_sync(
+    condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5
+) -> T:
+    """`wait_for` for a synchronous test: the same deadline and message, a blocking pause."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def can_read(vault: Vault, path: str) -> bool:
+    """Whether `vault`'s login may read the KV secret at `path`."""
+    try:
+        return vault.kv_get(path) is not None
+    except VaultError as exc:
+        if exc.status != 403:  # only a refusal means "cannot read"
+            raise
+        return False
 
 
 @dataclass(frozen=True)
@@ -81,6 +262,32 @@ def temporary_approle(
         for path in (role.role_id_file, role.secret_id_file):
             path.unlink(missing_ok=True)
         folder.rmdir()
+
+
+def client_settings(stack: StackUnderTest, **extra: Any) -> ClientSettings:
+    """The library's settings for the stack, as the `code_first` app (its AppRole files)."""
+    return ClientSettings.for_stack(stack.state_dir, stack.port_offset, "code_first", **extra)
+
+
+def approle_settings(stack: StackUnderTest, role: AppRole, **extra: Any) -> ClientSettings:
+    """The library's settings for the stack, logging in with `role`."""
+    return ClientSettings(
+        vault_addr=f"http://127.0.0.1:{stack.port('vault', 'api')}",
+        vault_role_id_file=role.role_id_file,
+        vault_secret_id_file=role.secret_id_file,
+        ca_file=Path(stack.ca_file),
+        port_offset=stack.port_offset,
+        **extra,
+    )
+
+
+@dataclass
+class LogCapture:
+    """What the library logged; `extra_secrets`: values a test created (a new password, a new
+    secret-id) that the scan must look for besides the stack's own."""
+
+    stream: io.StringIO = field(default_factory=io.StringIO)
+    extra_secrets: list[str] = field(default_factory=list)
 
 
 def free_port() -> int:
@@ -152,16 +359,19 @@ async def running_implementation(
         )
     client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30)
     running = Running(name, client, process, log_file)
+
+    async def healthy() -> bool:
+        if process.returncode is not None:
+            raise AssertionError(f"{name} exited ({process.returncode}):\n{running.log_tail()}")
+        with contextlib.suppress(httpx.TransportError):
+            return (await client.get("/health")).status_code == 200
+        return False
+
     try:
-        for _ in range(600):  # up to a minute: the process loads, logs in, opens its pools
-            if process.returncode is not None:
-                raise AssertionError(f"{name} exited ({process.returncode}):\n{running.log_tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/health")).status_code == 200:
-                    break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(f"{name} did not answer /health:\n{running.log_tail()}")
+        try:  # up to a minute: the process loads, logs in, opens its pools
+            await wait_for(healthy, 60, f"{name} to answer /health", interval=0.1)
+        except pytest.fail.Exception:
+            raise AssertionError(f"{name} did not answer /health:\n{running.log_tail()}") from None
         yield running
     finally:
         await client.aclose()

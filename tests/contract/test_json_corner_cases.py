@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import StackUnderTest
 from tests.parity.compare import assert_problem, describe
 from tests.parity.implementations import IMPLEMENTATIONS, base_urls, load_spec
+from tests.support import StackUnderTest
 
 pytestmark = pytest.mark.integration
 

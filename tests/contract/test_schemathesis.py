@@ -14,6 +14,7 @@ Deterministic: a fixed seed, derandomised Hypothesis, no example database.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -21,8 +22,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from tests.conftest import StackUnderTest
 from tests.parity.implementations import IMPLEMENTATIONS, SPEC_PATH, base_urls
+from tests.support import StackUnderTest
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +88,7 @@ def assert_outage_is_real(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_contract(
-    case: schemathesis.Case,
+    case: schemathesis.Case[Any],  # generic in its operation's four parameter types
     implementation: str,
     urls: dict[str, str],
     http: requests.Session,

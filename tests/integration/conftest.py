@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.conftest import StackUnderTest
 from tests.parity.implementations import STACK_APPS, app_url
+from tests.support import StackUnderTest
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ and a password is shown only when asked for."""
 
 from __future__ import annotations
 
-from tests.conftest import StackUnderTest
+from tests.support import StackUnderTest
 
 
 def test_vault_creds_masks_the_password_unless_revealed(stack: StackUnderTest) -> None:

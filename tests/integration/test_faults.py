@@ -9,7 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,7 @@ import pytest
 from devstack_cli.engine import render_plan
 from devstack_cli.settings import Settings
 from devstack_cli.stack import stack as service_table
-from tests.conftest import TEST_PORT_OFFSET, StackUnderTest
-from tests.support import free_port
+from tests.support import TEST_PORT_OFFSET, StackUnderTest, free_port, wait_for_sync
 
 PLAN = render_plan(Settings(state_dir=Path("/nonexistent"), port_offset=0), "standard")
 LONG_RUNNING = [p.name for p in PLAN.processes if not p.one_shot]
@@ -32,13 +31,8 @@ def processes(stack: StackUnderTest) -> dict[str, dict[str, Any]]:
     return {p["name"]: p for svc in stack.status()["services"].values() for p in svc["processes"]}
 
 
-def wait_until(condition: Any, what: str, timeout: float = RECOVERY_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+def wait_until(condition: Callable[[], object], what: str) -> None:
+    wait_for_sync(condition, RECOVERY_TIMEOUT, what)
 
 
 def all_healthy(stack: StackUnderTest) -> bool:
@@ -97,7 +91,7 @@ def test_killing_the_real_process_replaces_it_and_orphans_nothing(
         listeners = {
             c.pid
             for c in psutil.net_connections("tcp")
-            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
         }
         assert listeners == {processes(stack)[name]["pid"]}, listeners
     left = [p for p, started in family if alive(p, started)]
@@ -123,7 +117,7 @@ def test_the_broker_s_epmd_monitor_cannot_start_an_epmd_of_its_own(
         {
             c.pid
             for c in psutil.net_connections("tcp")
-            if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
         }
     )
     for pid in started:  # not left behind, whatever the outcome

@@ -4,7 +4,6 @@ port and an unknown profile refused with their documented exit codes, reset remo
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -20,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import TEST_PORT_OFFSET, StackUnderTest, new_state_dir
+from tests.support import TEST_PORT_OFFSET, StackUnderTest, new_state_dir, wait_for
 
 MINIMAL = {"vault", "postgres", "pgbouncer", "redis"}
 
@@ -53,7 +52,7 @@ async def write_and_read(s: StackUnderTest, value: str | None) -> str:
             await cluster.set("kept", value)
         in_postgres = await conn.fetchval("SELECT value FROM kept LIMIT 1")
         in_redis = await cluster.get("kept")
-        assert in_redis is not None
+        assert isinstance(in_redis, bytes)  # the cluster client does not decode replies
         assert in_redis.decode() == in_postgres
         return str(in_postgres)
     finally:
@@ -85,8 +84,11 @@ async def test_lifecycle(own_stack: StackUnderTest) -> None:
     assert down.returncode == 0
     assert "stopped" in down.stdout
     assert s.status()["running"] is False
-    await asyncio.sleep(0.5)
-    assert [pid for pid in pids if pid_alive(pid)] == []
+
+    async def all_exited() -> bool:
+        return not [pid for pid in pids if pid_alive(pid)]
+
+    await wait_for(all_exited, 0.5, "every process of the stack to be gone after down", 0.1)
     for port in ports:
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
@@ -172,10 +174,10 @@ def still_running(found: list[tuple[int, float]]) -> list[int]:
 
 
 async def wait_until_gone(found: list[tuple[int, float]], timeout: float = 120) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while still_running(found) and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.2)
-    assert still_running(found) == [], "processes outlived their supervisor"
+    async def gone() -> bool:
+        return still_running(found) == []
+
+    await wait_for(gone, timeout, "the processes to exit after their supervisor", 0.2)
 
 
 async def test_a_killed_supervisor_leaves_nothing_running(own_stack: StackUnderTest) -> None:

@@ -3,8 +3,7 @@ secret and a Vault token wherever a process wrote one."""
 
 from __future__ import annotations
 
-from tests.conftest import StackUnderTest
-from tests.support import leaks_in_logs, secret_values
+from tests.support import StackUnderTest, leaks_in_logs, secret_values
 
 
 def test_the_log_scan_finds_what_leaks(stack: StackUnderTest) -> None:

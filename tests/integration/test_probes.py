@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from devstack_cli.plan import Probe
 from devstack_cli.supervisor import postgres_accepts, run_probe
-from tests.conftest import StackUnderTest
+from tests.support import StackUnderTest
 
 
 async def test_postgres_probe_passes_on_the_running_server(stack: StackUnderTest) -> None:

@@ -18,7 +18,7 @@ from pymongo import AsyncMongoClient
 from redis.crc import key_slot
 
 from devstack_cli.stack import stack as service_table
-from tests.conftest import StackUnderTest
+from tests.support import StackUnderTest
 
 
 def test_status_reports_every_service_healthy(stack: StackUnderTest) -> None:
@@ -182,7 +182,9 @@ async def test_redis_cluster_tls_on_every_master(stack: StackUnderTest) -> None:
         for key in keys_on_each_master():
             await cluster.set(key, "value", ex=60)
             assert await cluster.get(key) == b"value"
-            owners.add(cluster.get_node_from_key(key).port)
+            node = cluster.get_node_from_key(key)
+            assert node is not None, key
+            owners.add(node.port)
         assert owners == masters
     finally:
         await cluster.aclose()

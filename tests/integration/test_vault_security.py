@@ -9,8 +9,8 @@ import pytest
 
 from devstack_cli.bootstrap import render_policy
 from devstack_cli.stack import stack as service_table
-from devstack_cli.vault import Vault, VaultError
-from tests.conftest import StackUnderTest
+from devstack_cli.vault import VaultError
+from tests.support import StackUnderTest, can_read, root_vault
 
 TABLE = service_table()
 ROLES = sorted(TABLE.services)  # every server and every API has an AppRole
@@ -19,15 +19,6 @@ ALL_SECRETS = sorted(
     + [s.admin_path for s in TABLE.services.values() if s.admin is not None]
 )
 ADMIN_SECRETS = [p for p in ALL_SECRETS if p.startswith("admin/")]
-
-
-def can_read(vault: Vault, path: str) -> bool:
-    try:
-        return vault.kv_get(path) is not None
-    except VaultError as exc:
-        if exc.status != 403:  # only a refusal means "cannot read"
-            raise
-        return False
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -60,7 +51,7 @@ def test_each_approle_issues_only_its_own_certificate(stack: StackUnderTest, rol
 
 
 def test_no_policy_grants_a_wildcard_on_secrets(stack: StackUnderTest) -> None:
-    with Vault.for_settings(stack.settings, stack.root_token()) as root:
+    with root_vault(stack) as root:
         for role in ROLES:
             policy = root.call("GET", f"sys/policies/acl/{role}")["data"]["policy"]  # type: ignore[index]
             assert policy == render_policy(TABLE.service(role))
@@ -73,7 +64,7 @@ def test_approle_tokens_have_the_documented_ttls(stack: StackUnderTest) -> None:
     assert token["ttl"] <= 3600
     assert token["ttl"] > 3500
     assert token["policies"] == ["default", "postgres"]
-    with Vault.for_settings(stack.settings, stack.root_token()) as root:
+    with root_vault(stack) as root:
         role = root.call("GET", "auth/approle/role/postgres")["data"]  # type: ignore[index]
     assert role["token_ttl"] == 3600
     assert role["token_max_ttl"] == 86400
@@ -122,7 +113,7 @@ def test_no_process_holds_the_root_token(stack: StackUnderTest) -> None:
 
 
 def secret_id_known(stack: StackUnderTest, role: str, secret_id: str) -> bool:
-    with Vault.for_settings(stack.settings, stack.root_token()) as root:
+    with root_vault(stack) as root:
         found = root.call(
             "POST", f"auth/approle/role/{role}/secret-id/lookup", {"secret_id": secret_id}
         )
@@ -133,7 +124,7 @@ def test_bootstrap_replaces_a_secret_id_that_no_longer_logs_in(stack: StackUnder
     role = "pgbouncer"  # its launcher logs in at each start only: nothing running is disturbed
     secret_file = stack.settings.state.secret_id_file(role)
     dead = secret_file.read_text().strip()
-    with Vault.for_settings(stack.settings, stack.root_token()) as root:
+    with root_vault(stack) as root:
         root.write(f"auth/approle/role/{role}/secret-id/destroy", {"secret_id": dead})
     assert not secret_id_known(stack, role, dead)
     result = stack.cli("vault", "bootstrap")

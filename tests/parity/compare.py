@@ -34,9 +34,10 @@ UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 
 
 @cache
-def _registry() -> Registry:  # type: ignore[type-arg]
+def _registry() -> Registry:
     resource = Resource.from_contents(load_spec(), default_specification=DRAFT202012)
-    return Registry().with_resource("urn:devstack", resource)  # type: ignore[no-any-return]
+    registry: Registry = Registry().with_resource("urn:devstack", resource)
+    return registry
 
 
 def schema_errors(instance: Any, schema_name: str) -> list[str]:
@@ -65,7 +66,8 @@ def normalise(value: Any, volatile: frozenset[str], replace: dict[str, str]) -> 
 
 
 def media_type(response: httpx.Response) -> str:
-    return response.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower()
 
 
 def body_of(response: httpx.Response) -> Any:
@@ -142,7 +144,7 @@ def assert_same(
 
 
 def assert_request_id(response: httpx.Response, sent: str | None = None) -> str:
-    request_id = response.headers.get("x-request-id")
+    request_id: str | None = response.headers.get("x-request-id")
     assert request_id, f"no X-Request-ID: {describe(response)}"
     if sent is not None:
         assert request_id == sent, f"sane X-Request-ID {sent!r} not echoed: {request_id!r}"

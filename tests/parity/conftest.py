@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.conftest import StackUnderTest
 from tests.parity.implementations import base_urls
+from tests.support import StackUnderTest
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from devstack_cli.stack import stack as service_table
-from tests.conftest import TEST_PROFILE, StackUnderTest
+from tests.support import TEST_PROFILE, StackUnderTest
 
 PYTHON_APPS = ("code_first", "api_first")
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi" / "devstack.yaml"

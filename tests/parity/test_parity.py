@@ -21,7 +21,6 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from tests.conftest import StackUnderTest
 from tests.parity.compare import (
     ALWAYS_VOLATILE,
     ITEM_VOLATILE,
@@ -41,6 +40,7 @@ from tests.parity.implementations import (
     load_spec,
     operations,
 )
+from tests.support import StackUnderTest
 
 pytestmark = pytest.mark.integration
 

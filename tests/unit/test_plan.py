@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from devstack_cli.engine import render_plan, service_ports
-from devstack_cli.plan import Condition, Plan, ProcessSpec
+from devstack_cli.plan import Condition, Plan, Probe, ProcessSpec
 from devstack_cli.settings import Settings
 from devstack_cli.stack import stack
 
@@ -59,12 +59,18 @@ def test_standard_plan_orders_everything_after_the_vault_bootstrap(settings: Set
         assert plan.process(app).command[-2:] == ("_serve", app)
 
 
+def probe_of(plan: Plan, name: str) -> Probe:
+    probe = plan.process(name).probe
+    assert probe is not None, f"{name} has no probe"
+    return probe
+
+
 def test_probes_and_ports_carry_the_offset(settings: Settings) -> None:
     plan = render_plan(settings, "standard")
-    assert plan.process("vault").probe.http == "http://127.0.0.1:9200/v1/sys/health"  # type: ignore[union-attr]
-    assert plan.process("redis-2").probe.tcp == (7380,)  # type: ignore[union-attr]
-    assert plan.process("code_first").probe.http == "http://127.0.0.1:9000/health"  # type: ignore[union-attr]
-    assert plan.process("api_first").probe.http == "http://127.0.0.1:9001/health"  # type: ignore[union-attr]
+    assert probe_of(plan, "vault").http == "http://127.0.0.1:9200/v1/sys/health"
+    assert probe_of(plan, "redis-2").tcp == (7380,)
+    assert probe_of(plan, "code_first").http == "http://127.0.0.1:9000/health"
+    assert probe_of(plan, "api_first").http == "http://127.0.0.1:9001/health"
     assert service_ports(settings, stack().service("redis"))["tls-3"] == 7392
 
 

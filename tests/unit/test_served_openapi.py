@@ -26,7 +26,7 @@ APPS = {"code_first": create_code_first, "api_first": create_api_first}
 DUMP = (
     "import json, sys; from devstack_web import WebSettings; "
     "from {app}.app import create_app; "
-    "assert sys.flags.optimize == 2 and create_app.__doc__ is None; "
+    "assert sys.flags.optimize == 2; assert create_app.__doc__ is None; "
     "json.dump(create_app(settings=WebSettings()).openapi(), sys.stdout)"
 )
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from devstack_cli import engine, lifeline, supervisor
 from devstack_cli.plan import Plan, Probe, ProcessSpec
 from devstack_cli.settings import Settings
 from devstack_cli.supervisor import Supervisor
+from tests.support import wait_for, wait_for_sync
 
 
 def spec(tmp: Path, name: str, script: str, **extra: object) -> ProcessSpec:
@@ -28,10 +29,15 @@ def spec(tmp: Path, name: str, script: str, **extra: object) -> ProcessSpec:
     return ProcessSpec.model_validate({**fields, "log_file": str(tmp / f"{name}.log"), **extra})
 
 
-async def wait_for(sup: Supervisor, name: str, state: str, timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while sup.procs[name].state != state:
-            await asyncio.sleep(0.02)
+async def wait_for_state(sup: Supervisor, name: str, state: str, timeout: float = 10) -> None:
+    async def reached() -> bool:
+        return sup.procs[name].state == state
+
+    await wait_for(reached, timeout, f"{name} to be {state}", interval=0.02)
+
+
+def lines_in(path: Path) -> int:
+    return len(path.read_text().split()) if path.exists() else 0
 
 
 @pytest.fixture
@@ -73,7 +79,7 @@ async def test_dependencies_probes_and_shutdown(tmp: Path) -> None:
         ),
     )
     async with supervising(plan, tmp / "s.sock") as sup:
-        await wait_for(sup, "b", "healthy")
+        await wait_for_state(sup, "b", "healthy")
         assert marker.exists()
         assert sup.procs["setup"].state == "completed"
         assert "setup-ran" in (tmp / "setup.log").read_text()
@@ -96,7 +102,7 @@ async def test_a_failing_one_shot_blocks_its_dependents(tmp: Path) -> None:
         ),
     )
     async with supervising(plan, tmp / "s.sock") as sup:
-        await wait_for(sup, "setup", "failed")
+        await wait_for_state(sup, "setup", "failed")
         assert sup.procs["setup"].exit_code == 3
         assert sup.procs["b"].state == "pending"
         assert "waiting for setup" in sup.procs["b"].reason
@@ -109,9 +115,11 @@ async def test_a_crashed_server_is_restarted(tmp: Path) -> None:
         profile="t", processes=(spec(tmp, "flaky", f"echo x >> {counter}; sleep 0.2; exit 1"),)
     )
     async with supervising(plan, tmp / "s.sock") as sup:
-        async with asyncio.timeout(10):
-            while not counter.exists() or len(counter.read_text().split()) < 2:
-                await asyncio.sleep(0.05)
+
+        async def started_twice() -> bool:
+            return lines_in(counter) >= 2
+
+        await wait_for(started_twice, 10, "flaky to be started a second time", interval=0.05)
         assert sup.procs["flaky"].restarts >= 1
 
 
@@ -119,12 +127,12 @@ async def test_stop_and_start_one_process(tmp: Path) -> None:
     plan = Plan(profile="t", processes=(spec(tmp, "a", "exec sleep 60"),))
     sock = tmp / "s.sock"
     async with supervising(plan, sock) as sup:
-        await wait_for(sup, "a", "healthy")
+        await wait_for_state(sup, "a", "healthy")
         first = sup.procs["a"].pid
         await asyncio.to_thread(supervisor.request, sock, {"cmd": "stop", "name": "a"})
         assert sup.procs["a"].state == "stopped"
         await asyncio.to_thread(supervisor.request, sock, {"cmd": "start", "name": "a"})
-        await wait_for(sup, "a", "healthy")
+        await wait_for_state(sup, "a", "healthy")
         assert sup.procs["a"].pid != first
         with pytest.raises(RuntimeError, match="unknown process 'zz'"):
             await asyncio.to_thread(supervisor.request, sock, {"cmd": "stop", "name": "zz"})
@@ -151,15 +159,6 @@ def gone(pid: int) -> bool:
     return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def test_a_killed_supervisor_takes_its_processes_along(tmp: Path) -> None:
     """SIGKILL leaves the supervisor no chance to stop anything: the kernel must."""
     settings = Settings(state_dir=tmp, port_offset=0)
@@ -180,16 +179,28 @@ def test_a_killed_supervisor_takes_its_processes_along(tmp: Path) -> None:
         start_new_session=True,
     )
     try:
-        assert wait_until(lambda: len(lifeline.read_records(settings.state.children_file)) == 2)
+        wait_for_sync(
+            lambda: len(lifeline.read_records(settings.state.children_file)) == 2,
+            20,
+            "the supervisor to record its two children",
+            interval=0.05,
+        )
         assert engine.supervisor_pid(settings) == daemon.pid
         children = [r["pid"] for r in lifeline.read_records(settings.state.children_file).values()]
         daemon.kill()
         daemon.wait()
-        assert wait_until(lambda: all(gone(pid) for pid in children)), "a child outlived it"
+        wait_for_sync(
+            lambda: all(gone(pid) for pid in children),
+            20,
+            "every child to die with the supervisor (one outlived it)",
+            interval=0.05,
+        )
         assert engine.supervisor_pid(settings) is None
         assert engine.orphans(settings) == {}
     finally:
         daemon.kill()
+        daemon.wait()
+        engine.stop(settings, timeout=5)  # any child the test saw outlive it (its start time)
 
 
 def test_a_stale_pid_file_never_signals_another_process(tmp: Path) -> None:
@@ -274,13 +285,15 @@ async def test_a_one_shot_after_a_start_runs_again_when_that_process_restarts(tm
         ),
     )
     async with supervising(plan, tmp / "s.sock") as sup:
-        await wait_for(sup, "unseal", "completed")
+        await wait_for_state(sup, "unseal", "completed")
         first = sup.procs["server"].pid
         assert first is not None
         os.kill(first, 9)
-        async with asyncio.timeout(10):
-            while len(runs.read_text().split()) < 2:
-                await asyncio.sleep(0.05)
-        await wait_for(sup, "unseal", "completed")
+
+        async def ran_twice() -> bool:
+            return lines_in(runs) >= 2
+
+        await wait_for(ran_twice, 10, "unseal to run again after the restart", interval=0.05)
+        await wait_for_state(sup, "unseal", "completed")
         assert sup.procs["server"].pid != first
         assert sup.procs["server"].restarts == 1

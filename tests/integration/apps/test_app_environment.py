@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from devstack_cli import appenv
-from tests.conftest import StackUnderTest
 from tests.parity.implementations import PYTHON_APPS
+from tests.support import StackUnderTest
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import StackUnderTest, wait_for
 from tests.parity.compare import assert_problem, describe, schema_errors
 from tests.parity.implementations import having
+from tests.support import StackUnderTest, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,11 @@ async def test_mysql_down_then_back(
 def server_pid(port: int) -> int:
     """The process listening on `port`: the server itself, whatever supervises it."""
     for connection in psutil.net_connections(kind="tcp"):
-        listening = connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+        listening = (
+            connection.status == psutil.CONN_LISTEN
+            and connection.laddr  # empty for a socket with no address
+            and connection.laddr.port == port
+        )
         if listening and connection.pid is not None:
             return connection.pid
     pytest.fail(f"nothing listens on port {port}")
@@ -178,7 +182,7 @@ async def messaging_worker(
         if consumed.status_code == 200:
             load.delivered.update(m["message_id"] for m in consumed.json()["messages"])
         load.check(name, await client.get(path), "rabbitmq")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a steady load, not a busy loop
 
 
 async def mongodb_worker(
@@ -187,7 +191,7 @@ async def mongodb_worker(
     while not stop.is_set():
         load.check(name, await client.get("/examples/mongodb/query"), "mongodb")
         load.check(name, await client.get("/examples/mongodb/items?limit=1"), "mongodb")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a steady load, not a busy loop
 
 
 async def served_again(apps: dict[str, httpx.AsyncClient], path: str, health: str) -> bool:
@@ -219,7 +223,7 @@ async def test_rabbitmq_outage_under_load_is_503_and_loses_nothing(
         for _ in range(3)
     ]
     try:
-        await asyncio.sleep(1)  # the load runs before the fault
+        await wait_for(load.more_than(202, 12), 60, "publishes under load before the fault")
         await break_server(stack, "rabbitmq", fault, stack.port("rabbitmq", "amqps"))
         try:
 
@@ -288,7 +292,7 @@ async def test_mongodb_outage_is_one_policy_in_both_apps(
         for _ in range(2)
     ]
     try:
-        await asyncio.sleep(1)
+        await wait_for(load.more_than(200, 12), 60, "MongoDB reads under load before the fault")
         await break_server(stack, "mongodb", fault, stack.port("mongodb", "mongodb"))
         try:
 

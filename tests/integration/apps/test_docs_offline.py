@@ -12,8 +12,8 @@ import tempfile
 import httpx
 import pytest
 
-from tests.conftest import StackUnderTest
 from tests.parity.implementations import PYTHON_APPS, app_url, load_spec, operations
+from tests.support import StackUnderTest
 
 pytestmark = pytest.mark.integration
 

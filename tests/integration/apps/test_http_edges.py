@@ -9,9 +9,9 @@ import re
 import httpx
 import pytest
 
-from tests.conftest import StackUnderTest
 from tests.parity.compare import schema_errors
 from tests.parity.implementations import having, load_spec
+from tests.support import StackUnderTest
 
 pytestmark = pytest.mark.integration
 

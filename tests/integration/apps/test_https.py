@@ -10,8 +10,8 @@ import httpx
 import pytest
 from cryptography import x509
 
-from tests.conftest import StackUnderTest
 from tests.parity.implementations import STACK_APPS, app_url
+from tests.support import StackUnderTest
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from devstack_cli.vault import Vault
-from tests.conftest import StackUnderTest
 from tests.parity.compare import assert_problem, describe, schema_errors
 from tests.parity.implementations import STACK_APPS, load_spec
+from tests.support import StackUnderTest
 
 pytestmark = pytest.mark.integration
 

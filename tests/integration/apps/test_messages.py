@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from devstack_client import ClientSettings, DevStackClient
-from tests.conftest import StackUnderTest
 from tests.integration.client.test_messages import UNDELIVERABLE, publish_raw
 from tests.parity.compare import assert_problem, describe, schema_errors
 from tests.parity.implementations import having
+from tests.support import StackUnderTest
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.conftest import StackUnderTest
 from tests.parity.compare import assert_problem, describe
 from tests.parity.implementations import STACK_APPS
-from tests.support import AppRole, running_implementation
+from tests.support import AppRole, StackUnderTest, running_implementation
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +56,7 @@ async def fresh_window_margin(seconds: float = 8) -> None:
     """The limit counts per fixed window: start with at least `seconds` left in the current one."""
     left = WINDOW - time.time() % WINDOW
     if left < seconds:
-        await asyncio.sleep(left + 0.2)
+        await asyncio.sleep(left + 0.2)  # time must pass: the next window starts on the clock
 
 
 def assert_too_many(response: httpx.Response) -> None:

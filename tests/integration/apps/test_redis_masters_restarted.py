@@ -11,7 +11,7 @@ import signal
 
 import httpx
 
-from tests.conftest import StackUnderTest, wait_for
+from tests.support import StackUnderTest, wait_for
 
 MASTERS = ("redis-1", "redis-2", "redis-3")
 RECOVERY_TIMEOUT = 180.0  # generous: a loaded 2-core machine; no figure depends on it

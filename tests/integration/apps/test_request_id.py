@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import StackUnderTest
 from tests.parity.compare import UUID4, assert_problem
 from tests.parity.implementations import implementations_with
+from tests.support import StackUnderTest, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -22,14 +21,12 @@ def app_log(stack: StackUnderTest, app: str) -> Path:
 
 
 async def wait_for_log_line(log: Path, needle: str, timeout: float = 10) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    async def last_line() -> str:  # "" until the line is there
         text = await asyncio.to_thread(log.read_text, errors="replace")
         lines = [line for line in text.splitlines() if needle in line]
-        if lines:
-            return lines[-1]
-        await asyncio.sleep(0.2)
-    pytest.fail(f"{needle!r} never appeared in {log}")
+        return lines[-1] if lines else ""
+
+    return await wait_for(last_line, timeout, f"{needle!r} in {log}", interval=0.2)
 
 
 @pytest.mark.parametrize("app", implementations_with("request-log"))

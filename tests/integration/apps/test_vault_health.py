@@ -9,9 +9,9 @@ import asyncio
 import httpx
 import pytest
 
-from tests.conftest import StackUnderTest, wait_for
 from tests.parity.compare import describe, schema_errors
 from tests.parity.implementations import having
+from tests.support import StackUnderTest, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -1,53 +1,50 @@
 """Fixtures for the devstack_client integration tests, on the session's shared stack.
 
-- Every log line the library (and the libraries under it) writes during these tests is captured
-  through `configure_logging`, and the last test here checks that none holds a secret value.
+- `captured_logs`: every log line the library (and the libraries under it) writes during these
+  tests, captured through `configure_logging`; when they end, its finaliser fails the run if
+  one holds a secret value or a Vault token (whichever test ran last).
 - `short_ttl_approle` creates an AppRole with the `code_first` policy and a short token TTL
   (with the root token: test setup only), and deletes it afterwards.
+The helpers these tests share (`client_settings`, `approle_settings`, ...) are in tests/support.py.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import os
-import secrets
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
 import structlog
 
-from devstack_cli.vault import Vault
-from devstack_client import ClientSettings, DevStackClient, configure_logging, tune_process
-from tests.conftest import StackUnderTest
-
-
-@dataclass
-class LogCapture:
-    stream: io.StringIO = field(default_factory=io.StringIO)
-    extra_secrets: list[str] = field(default_factory=list)  # values set during the tests
-
-
-_capture = LogCapture()
+from devstack_client import DevStackClient, configure_logging, tune_process
+from tests.support import (
+    VAULT_TOKEN,
+    AppRole,
+    LogCapture,
+    StackUnderTest,
+    client_settings,
+    secret_values,
+    temporary_approle,
+)
 
 
 @pytest.fixture(scope="package", autouse=True)
-def captured_logs() -> Iterator[LogCapture]:
-    handler = configure_logging("DEBUG", stream=_capture.stream)
+def captured_logs(stack: StackUnderTest) -> Iterator[LogCapture]:
+    capture = LogCapture()
+    handler = configure_logging("DEBUG", stream=capture.stream)
     try:
-        yield _capture
+        yield capture
     finally:
         logging.getLogger().removeHandler(handler)
         logging.getLogger().setLevel(logging.WARNING)
         structlog.reset_defaults()
-
-
-def client_settings(stack: StackUnderTest, **extra: Any) -> ClientSettings:
-    return ClientSettings.for_stack(stack.state_dir, stack.port_offset, "code_first", **extra)
+    # After the last client test, whichever it was: nothing the library logged holds a secret.
+    text = capture.stream.getvalue()
+    assert "vault login" in text, "the capture must have seen the library's logs"
+    values = [*secret_values(stack), *(value for value in capture.extra_secrets if value)]
+    leaked = sum(1 for value in dict.fromkeys(values) if value in text)
+    assert leaked == 0, f"{leaked} secret value(s) in the library's logs"
+    assert not VAULT_TOKEN.search(text), "a Vault token was logged"
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -63,52 +60,11 @@ async def client(stack: StackUnderTest) -> AsyncIterator[DevStackClient]:
         yield devstack
 
 
-def root_vault(stack: StackUnderTest) -> Vault:
-    return Vault.for_settings(stack.settings, stack.root_token())
-
-
-@dataclass
-class AppRole:
-    name: str
-    role_id_file: Path
-    secret_id_file: Path
-
-
 @pytest.fixture
-def short_ttl_approle(stack: StackUnderTest, request: pytest.FixtureRequest) -> Iterator[AppRole]:
+def short_ttl_approle(
+    stack: StackUnderTest, request: pytest.FixtureRequest, captured_logs: LogCapture
+) -> Iterator[AppRole]:
     ttl, max_ttl = getattr(request, "param", ("3s", "12s"))
-    name = f"client-test-{secrets.token_hex(4)}"
-    folder = Path(tempfile.mkdtemp(prefix="devstack-client-approle-"))
-    with root_vault(stack) as vault:
-        vault.write(
-            f"auth/approle/role/{name}",
-            {"token_policies": ["code_first"], "token_ttl": ttl, "token_max_ttl": max_ttl},
-        )
-        role_id = vault.call("GET", f"auth/approle/role/{name}/role-id")["data"]["role_id"]  # type: ignore[index]
-        secret_id = vault.write(f"auth/approle/role/{name}/secret-id", {})["data"]["secret_id"]
-    _capture.extra_secrets.append(secret_id)
-    role_file, secret_file = folder / "role-id", folder / "secret-id"
-    for path, value in ((role_file, role_id), (secret_file, secret_id)):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-        os.write(fd, value.encode())
-        os.close(fd)
-    try:
-        yield AppRole(name, role_file, secret_file)
-    finally:
-        with root_vault(stack) as vault:
-            vault.wait_until_active(timeout=60)  # a test may just have restarted it
-            vault.call("DELETE", f"auth/approle/role/{name}")
-        for path in (role_file, secret_file):
-            path.unlink(missing_ok=True)
-        folder.rmdir()
-
-
-def approle_settings(stack: StackUnderTest, role: AppRole, **extra: Any) -> ClientSettings:
-    return ClientSettings(
-        vault_addr=f"http://127.0.0.1:{stack.port('vault', 'api')}",
-        vault_role_id_file=role.role_id_file,
-        vault_secret_id_file=role.secret_id_file,
-        ca_file=Path(stack.ca_file),
-        port_offset=stack.port_offset,
-        **extra,
-    )
+    with temporary_approle(stack, "code_first", ttl, max_ttl) as role:
+        captured_logs.extra_secrets.append(role.secret_id)
+        yield role

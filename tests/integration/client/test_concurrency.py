@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from devstack_client import DevStackClient, NotFound
-from tests.conftest import StackUnderTest
-from tests.integration.client.conftest import client_settings
+from devstack_client import DevStackClient, ItemRepository, NotFound, QueryResult
+from tests.support import StackUnderTest, client_settings
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +93,11 @@ async def test_concurrent_cluster_info_and_redis_health(client: DevStackClient) 
 async def test_every_other_pool_waits_for_a_connection(client: DevStackClient) -> None:
     for backend in ("postgres", "mysql", "mongodb"):
         repo = client.items(backend)
-        await all_succeed(f"{backend} queries", lambda _i, repo=repo: repo.query())
+
+        async def query(_i: int, repo: ItemRepository = repo) -> QueryResult:
+            return await repo.query()
+
+        await all_succeed(f"{backend} queries", query)
     queue = "devstack-client-concurrency"
     await all_succeed("publishes", lambda i: client.queues.publish(queue, {"i": i}))
     taken = 0

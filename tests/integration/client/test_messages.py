@@ -12,8 +12,7 @@ import aio_pika
 import pytest
 
 from devstack_client import DevStackClient, InvalidInput
-from tests.conftest import StackUnderTest, wait_for
-from tests.integration.client.conftest import client_settings
+from tests.support import StackUnderTest, client_settings, wait_for
 
 DEEP = "[" * 65 + "]" * 65
 # Bodies another publisher could put on a queue, which no consumer can be given as JSON.

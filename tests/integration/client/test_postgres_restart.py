@@ -4,13 +4,13 @@ succeed again within 5 s after the server is back, without restarting anything."
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import asyncpg
 
 from devstack_client import DependencyError, DevStackClient
-from tests.conftest import StackUnderTest
-from tests.integration.client.conftest import client_settings
+from tests.support import StackUnderTest, client_settings, wait_for
 
 
 async def server_accepts(stack: StackUnderTest) -> bool:
@@ -38,22 +38,25 @@ async def test_postgres_restart_under_load(stack: StackUnderTest) -> None:
                 except DependencyError:
                     ok = False
                 results.append((started, time.monotonic() - started, ok))
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # a steady stream, not a busy loop
+
+        async def flowing() -> bool:
+            return sum(ok for *_, ok in results) >= 8
 
         workers = [asyncio.create_task(stream()) for _ in range(4)]
         try:
-            await asyncio.sleep(1)
+            await wait_for(flowing, 30, "queries to succeed before the outage", interval=0.1)
             stopped = await asyncio.to_thread(stack.cli, "stop", "postgres")
             assert stopped.returncode == 0, stopped.stderr
             outage_started = time.monotonic()
-            await asyncio.sleep(2)
+            await asyncio.sleep(2)  # time must pass: the outage lasts, calls meanwhile fail fast
         finally:
             started = await asyncio.to_thread(stack.cli, "start", "postgres")
         assert started.returncode == 0, started.stderr
-        while not await server_accepts(stack):
-            await asyncio.sleep(0.1)
+        accepts = functools.partial(server_accepts, stack)
+        await wait_for(accepts, 60, "PostgreSQL to accept connections again", interval=0.1)
         back = time.monotonic()
-        await asyncio.sleep(6)
+        await asyncio.sleep(6)  # time must pass: every call of the 5 s after recovery is judged
         stop.set()
         await asyncio.gather(*workers)
 

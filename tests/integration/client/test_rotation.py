@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from typing import Any
 
 import asyncpg
 import pytest
 
 from devstack_client import DevStackClient
-from tests.conftest import StackUnderTest
-from tests.integration.client.conftest import _capture, client_settings, root_vault
+from tests.support import LogCapture, StackUnderTest, client_settings, root_vault, wait_for
 
 
 async def alter_password(stack: StackUnderTest, user: str, password: str) -> None:
@@ -33,12 +31,14 @@ def write_secret(stack: StackUnderTest, data: dict[str, Any]) -> int:
     return int(result["data"]["version"])
 
 
-async def test_rotated_password_is_picked_up_without_restart(stack: StackUnderTest) -> None:
+async def test_rotated_password_is_picked_up_without_restart(
+    stack: StackUnderTest, captured_logs: LogCapture
+) -> None:
     with root_vault(stack) as vault:
         original = vault.kv_get("postgres")
     assert original is not None
     new_password = secrets.token_urlsafe(24)
-    _capture.extra_secrets.append(new_password)
+    captured_logs.extra_secrets.append(new_password)
     settings = client_settings(stack, secret_ttl=2.0)
     async with DevStackClient(settings, dependencies=["postgres"]) as client:
         repo = client.items("postgres")
@@ -49,11 +49,13 @@ async def test_rotated_password_is_picked_up_without_restart(stack: StackUnderTe
             new_version = await asyncio.to_thread(
                 write_secret, stack, {**original, "password": new_password}
             )
-            deadline = time.monotonic() + 10
-            while client.postgres.version != new_version and time.monotonic() < deadline:
+            assert new_version != old_version
+
+            async def rotated() -> bool:
                 await repo.query()  # the application keeps serving meanwhile
-                await asyncio.sleep(0.1)
-            assert client.postgres.version == new_version != old_version
+                return client.postgres.version == new_version
+
+            await wait_for(rotated, 10, "the pool to pick up the new password", interval=0.1)
             assert client.postgres.rebuilds == 1
             # The rebuilt pool opens new connections with the new password.
             async with client.postgres.operation("check") as pool:
@@ -65,8 +67,10 @@ async def test_rotated_password_is_picked_up_without_restart(stack: StackUnderTe
         finally:
             await alter_password(stack, original["user"], original["password"])
             await asyncio.to_thread(write_secret, stack, original)
-        deadline = time.monotonic() + 10
-        while client.postgres.rebuilds < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+
+        async def restored() -> bool:
+            return client.postgres.rebuilds >= 2
+
+        await wait_for(restored, 10, "the pool to pick up the original password", interval=0.1)
         await repo.query()
     assert stack.creds("postgres")["password"] == original["password"]

@@ -11,8 +11,14 @@ import os
 import pytest
 
 from devstack_client import DevStackClient
-from tests.conftest import StackUnderTest, wait_for
-from tests.integration.client.conftest import AppRole, _capture, approle_settings, root_vault
+from tests.support import (
+    AppRole,
+    LogCapture,
+    StackUnderTest,
+    approle_settings,
+    root_vault,
+    wait_for,
+)
 
 
 def write_secret_id(role: AppRole, value: str) -> None:
@@ -30,7 +36,7 @@ async def use(client: DevStackClient) -> None:
 
 @pytest.mark.parametrize("short_ttl_approle", [("3s", "6s")], indirect=True)
 async def test_a_dead_secret_id_is_not_retried_and_a_new_one_is_picked_up(
-    stack: StackUnderTest, short_ttl_approle: AppRole
+    stack: StackUnderTest, short_ttl_approle: AppRole, captured_logs: LogCapture
 ) -> None:
     role = short_ttl_approle
     # Retries as eager as they get: without the wait for refused credentials, the client would
@@ -51,13 +57,13 @@ async def test_a_dead_secret_id_is_not_retried_and_a_new_one_is_picked_up(
         # schedule): not one more login with the same dead secret-id.
         for _ in range(16):
             await use(client)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # time must pass: nothing may happen during it
         assert client.vault.login_refusals == 1
         assert (await client.health()).checks["vault"].status == "degraded"
 
         with root_vault(stack) as vault:
             fresh = vault.write(f"auth/approle/role/{role.name}/secret-id", {})["data"]["secret_id"]
-        _capture.extra_secrets.append(fresh)
+        captured_logs.extra_secrets.append(fresh)
         logins = client.vault.logins
         write_secret_id(role, fresh)
 

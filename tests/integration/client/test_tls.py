@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from devstack_client import DependencyUnavailable, DevStackClient, ssl_context
-from tests.conftest import StackUnderTest
-from tests.integration.client.conftest import client_settings
+from tests.support import StackUnderTest, client_settings
 
 
 def test_the_context_checks_hostnames_and_requires_tls12(stack: StackUnderTest) -> None:
@@ -24,7 +23,7 @@ async def test_every_server_refuses_a_foreign_ca(
     async with DevStackClient(settings) as client:
         for backend in ("postgres", "mysql", "mongodb"):
             with pytest.raises(DependencyUnavailable) as caught:
-                await client.items(backend).query()  # type: ignore[arg-type]
+                await client.items(backend).query()
             assert caught.value.dependency == backend
             assert "CERTIFICATE_VERIFY_FAILED" in repr(caught.value.__cause__) or (
                 "certificate verification failed" in caught.value.message.lower()

@@ -8,13 +8,12 @@ import asyncio
 import pytest
 
 from devstack_client import DevStackClient
-from tests.conftest import StackUnderTest, wait_for
-from tests.integration.client.conftest import AppRole, approle_settings
+from tests.support import AppRole, StackUnderTest, approle_settings, wait_for
 
 
 async def use_everything(client: DevStackClient) -> None:
     for backend in ("postgres", "mysql", "mongodb"):
-        await client.items(backend).query()  # type: ignore[arg-type]
+        await client.items(backend).query()
     await client.cache.put("vault-outage", "still here", ttl_seconds=30)
     assert (await client.cache.get("vault-outage")).value == "still here"
     await client.queues.publish("devstack.client.outage", {"during": "outage"})

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from typing import Any
 
 from devstack_cli.vault import Vault
 from tests.integration.compose.conftest import COMPOSE_PROFILE, ComposeStack, devstack
+from tests.support import wait_for_sync
 
 MARK = "secret/data/compose-restart-proof"
 RECOVERY_TIMEOUT = 300.0  # generous: a loaded 2-core machine; no figure depends on it
@@ -34,14 +34,14 @@ def test_vault_killed_in_its_container_is_restarted_and_unsealed(
 ) -> None:
     before = container(compose_stack, "vault")
     os.kill(before["State"]["Pid"], signal.SIGKILL)  # a crash, not `docker stop`
-    deadline = time.monotonic() + RECOVERY_TIMEOUT
-    while time.monotonic() < deadline:
+
+    def restarted_and_healthy() -> bool:
         now = container(compose_stack, "vault")
-        if now["RestartCount"] > before["RestartCount"] and all_healthy(compose_stack):
-            break
-        time.sleep(1.0)
-    else:
-        raise AssertionError(f"Vault was not restarted and unsealed in {RECOVERY_TIMEOUT:.0f} s")
+        return now["RestartCount"] > before["RestartCount"] and all_healthy(compose_stack)
+
+    wait_for_sync(
+        restarted_and_healthy, RECOVERY_TIMEOUT, "Vault to be restarted and unsealed", interval=1.0
+    )
     assert compose_stack.creds("postgres")["password"]
     logs = compose_stack.docker("logs", container(compose_stack, "vault-bootstrap")["Id"])
     assert (logs.stdout + logs.stderr).count("unsealing Vault") >= 2

@@ -11,10 +11,15 @@ import contextlib
 import httpx
 import pytest
 
-from tests.conftest import StackUnderTest, wait_for
 from tests.parity.compare import describe
 from tests.parity.implementations import STACK_APPS
-from tests.support import Running, running_implementation, temporary_approle
+from tests.support import (
+    Running,
+    StackUnderTest,
+    running_implementation,
+    temporary_approle,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import StackUnderTest
 from tests.parity.implementations import STACK_APPS
-from tests.support import Running, running_implementation, temporary_approle
+from tests.support import Running, StackUnderTest, running_implementation, temporary_approle
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +52,7 @@ async def keep_busy(app: Running, until: float) -> list[str]:
             response = await app.client.request(method, path, json=body)
             if response.status_code >= 300:
                 failures.append(f"{method} {path}: {response.status_code} {response.text[:200]}")
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.25)  # a steady pace for RUN_FOR seconds: the tokens must expire
     return failures
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import StackUnderTest, wait_for
 from tests.parity.compare import describe
 from tests.parity.implementations import having
+from tests.support import StackUnderTest, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,8 @@ async def test_vault_down_then_back(
         for name, client in implementations.items():
 
             async def degraded(client: httpx.AsyncClient = client) -> bool:
-                return (await vault_check(client))["checks"]["vault"]["status"] == "degraded"
+                status: str = (await vault_check(client))["checks"]["vault"]["status"]
+                return status == "degraded"
 
             await wait_for(degraded, NOTICE_WITHIN, f"{name} to report Vault degraded", 0.5)
             response = await client.get("/health/all")

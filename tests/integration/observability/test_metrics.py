@@ -15,8 +15,9 @@ from redis.exceptions import NoPermissionError
 
 from devstack_cli.servers.prometheus import SCRAPE_INTERVAL
 from devstack_cli.stack import stack as service_table
-from devstack_cli.vault import Vault, VaultError
+from devstack_cli.vault import VaultError
 from tests.integration.observability.conftest import PROFILE, ObservedStack
+from tests.support import can_read
 
 TABLE = service_table()
 APIS = [s.name for s in TABLE.in_profile(PROFILE) if s.kind == "api"]
@@ -94,15 +95,6 @@ async def test_a_request_is_counted_by_route_template_within_two_scrapes(
         await asyncio.sleep(0.25)
     raw = observed.query(f"devstack_http_requests_total{{job='{api}',route='{path}'}}")
     assert raw == [], "a raw path is a label"
-
-
-def can_read(vault: Vault, path: str) -> bool:
-    try:
-        return vault.kv_get(path) is not None
-    except VaultError as exc:
-        if exc.status != 403:  # only a refusal means "cannot read"
-            raise
-        return False
 
 
 @pytest.mark.parametrize("role", sorted(OWN_SECRETS))

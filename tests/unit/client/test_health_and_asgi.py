@@ -21,6 +21,7 @@ from devstack_client import (
     aggregate,
     current_request_id,
 )
+from tests.support import wait_for
 
 
 def test_aggregate() -> None:
@@ -32,11 +33,11 @@ def test_aggregate() -> None:
 
 async def test_probes_run_concurrently_each_within_its_timeout() -> None:
     async def slow() -> CheckOutcome:
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # a probe that takes its time: the pace is what is measured
         return CheckOutcome()
 
     async def hung() -> CheckOutcome:
-        await asyncio.sleep(10)
+        await asyncio.sleep(10)  # never answers within the checker's timeout
         return CheckOutcome()
 
     async def down() -> CheckOutcome:
@@ -83,7 +84,7 @@ async def test_concurrent_checks_share_one_probe_in_flight() -> None:
     callers = [asyncio.create_task(checker.check()) for _ in range(100)]
     await asyncio.sleep(0)  # every caller is waiting on the probe now
     callers[0].cancel()
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the cancellation is delivered
     release.set()
     reports = await asyncio.gather(*callers[1:])
     assert calls == 1
@@ -216,7 +217,11 @@ async def test_in_flight_counts_a_request_while_it_is_served() -> None:
         await send({"type": "http.response.body", "body": b""})
 
     task = asyncio.create_task(call(MetricsMiddleware(app, metrics), "/slow", []))
-    await asyncio.sleep(0.05)
+
+    async def being_served() -> bool:
+        return bool(observed)
+
+    await wait_for(being_served, 5, "the request to reach the app", interval=0.01)
     release.set()
     await task
     assert observed == [1.0]

@@ -58,7 +58,7 @@ async def test_redis_operations_beyond_the_pool_size_wait_and_all_succeed() -> N
         async with pool.operation("test"):
             running += 1
             peak = max(peak, running)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the operation holds its slot a moment: the rest queue
             running -= 1
         return i
 

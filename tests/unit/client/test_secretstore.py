@@ -9,6 +9,7 @@ import pytest
 
 from devstack_client import DependencyUnavailable, NotFound, SecretStore, VaultSecret
 from devstack_client.metrics import Metrics
+from tests.support import wait_for
 
 
 class FakeVault:
@@ -21,7 +22,7 @@ class FakeVault:
     async def read(self, path: str) -> VaultSecret | None:
         self.reads += 1
         if self.delay:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(self.delay)  # a slow Vault: the time is the point
         if self.down:
             raise DependencyUnavailable("vault", "unreachable")
         if path == "missing":
@@ -150,14 +151,15 @@ async def test_the_background_refresher_keeps_entries_fresh_and_notices_versions
     try:
         vault.version = 2
         await asyncio.wait_for(changed.wait(), timeout=2)
-        assert store.peek("postgres") is not None
-        assert store.peek("postgres").version == 2  # type: ignore[union-attr]
+        peeked = store.peek("postgres")
+        assert peeked is not None
+        assert peeked.version == 2
         vault.down = True
-        for _ in range(40):
-            if store.stale_paths():
-                break
-            await asyncio.sleep(0.05)
-        assert store.stale_paths() == ["postgres"]
+
+        async def stale() -> list[str]:
+            return store.stale_paths()
+
+        assert await wait_for(stale, 2, "the secret to be marked stale", 0.05) == ["postgres"]
     finally:
         await store.aclose()
 

@@ -18,6 +18,7 @@ from devstack_client import ClientSettings, ConfigurationError, DependencyUnavai
 from devstack_client.errors import VaultError
 from devstack_client.metrics import Metrics
 from devstack_client.vault import vault_trust
+from tests.support import wait_for
 
 
 @dataclass
@@ -128,7 +129,10 @@ async def test_start_retries_while_vault_is_unreachable() -> None:
     vault = client_for(fake, backoff_initial=0.05, backoff_max=0.1, vault_start_timeout=5)
 
     async def come_back() -> None:
-        await asyncio.sleep(0.3)
+        async def tried_thrice() -> bool:
+            return fake.calls.count("auth/approle/login") >= 3
+
+        await wait_for(tried_thrice, 4, "three logins tried while Vault is down", interval=0.01)
         fake.down = False
 
     restore = asyncio.create_task(come_back())
@@ -163,11 +167,13 @@ async def test_short_ttl_token_is_renewed_then_replaced_and_never_fails_a_call()
     )
     await vault.start()
     try:
-        deadline = time.monotonic() + 120  # a bound for a hung test, not a speed requirement
-        while vault.renewals < 3 or vault.logins < 3:
-            assert time.monotonic() < deadline, (vault.renewals, vault.logins)
+
+        async def renewed_and_replaced() -> bool:
             assert await vault.kv_read("postgres") is not None
-            await asyncio.sleep(0.02)
+            return vault.renewals >= 3 and vault.logins >= 3
+
+        # 120 s: a bound for a hung test, not a speed requirement.
+        await wait_for(renewed_and_replaced, 120, "3 renewals and 3 logins", interval=0.02)
         assert metrics.registry.get_sample_value(
             "devstack_vault_renewals_total", {"result": "success"}
         ) == pytest.approx(vault.renewals)
@@ -184,11 +190,16 @@ async def test_renewal_resumes_after_an_outage() -> None:
     await vault.start()
     try:
         fake.down = True
-        await asyncio.sleep(0.6)  # the token expires while Vault is away
+        await asyncio.sleep(0.6)  # time must pass: the token expires while Vault is away
         assert not vault.status().reachable
         assert vault.status().down_for is not None
         fake.down = False
-        await asyncio.sleep(0.4)
+
+        async def recovered() -> bool:
+            status = vault.status()
+            return status.reachable and status.authenticated and vault.logins >= 2
+
+        await wait_for(recovered, 10, "the client to log in again", interval=0.02)
         status = vault.status()
         assert status.reachable
         assert status.authenticated

@@ -4,6 +4,7 @@ would be, and Allow names HEAD wherever GET is allowed."""
 from __future__ import annotations
 
 import httpx
+from fastapi import FastAPI
 
 
 async def test_head_is_get_without_the_body(client: httpx.AsyncClient) -> None:
@@ -30,6 +31,6 @@ async def test_head_errors_are_gets_errors_without_the_body(client: httpx.AsyncC
     assert post_only.headers["allow"] == "POST"
 
 
-async def test_head_runs_the_route_once(client: httpx.AsyncClient, app: object) -> None:
+async def test_head_runs_the_route_once(client: httpx.AsyncClient, app: FastAPI) -> None:
     await client.head("/examples/ok")
-    assert app.state.stack.calls == ["ok"]  # type: ignore[attr-defined]
+    assert app.state.stack.calls == ["ok"]

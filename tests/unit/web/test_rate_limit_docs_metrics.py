@@ -118,7 +118,7 @@ async def test_cors_only_when_configured() -> None:
 )
 def test_bad_settings_fail_fast(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
-        WebSettings(**bad)  # type: ignore[arg-type]
+        WebSettings.model_validate(bad)
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

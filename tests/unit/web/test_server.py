@@ -24,7 +24,7 @@ from devstack_client.redaction import redactor
 from devstack_web import WebSettings, contract_router, create_app
 from devstack_web.edge import _log_access
 from devstack_web.server import MAX_HEAD_BYTES, ProblemHttpToolsProtocol, _configs, run
-from tests.support import free_port
+from tests.support import free_port, wait_for
 
 router = contract_router()
 
@@ -102,12 +102,14 @@ def test_served_on_uvloop_and_httptools_with_one_access_line(
 
         server = asyncio.create_task(serve_async(app, settings))
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            for _ in range(100):
+
+            async def answer_once_up() -> httpx.Response | None:
                 try:
-                    answer = await client.get("/examples/loop", headers={"X-Request-ID": "t-1"})
-                    break
+                    return await client.get("/examples/loop", headers={"X-Request-ID": "t-1"})
                 except httpx.TransportError:
-                    await asyncio.sleep(0.05)
+                    return None  # not listening yet
+
+            answer = await wait_for(answer_once_up, 10, "the server to listen", interval=0.05)
             seen["loop"] = answer.json()["loop"]
             seen["id"] = answer.headers["x-request-id"]
             # The head is written with the first body message: every kind of answer is whole.
