@@ -30,7 +30,7 @@ import abc
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 import structlog
@@ -63,6 +63,11 @@ def tls_enabled(secret: VaultSecret) -> bool:
     if isinstance(value, str):
         return value.strip().lower() not in ("false", "0", "no", "off")
     return bool(value)
+
+
+def connection_counts(open_: int, idle: int, maximum: int) -> dict[str, int]:
+    """The connection counts a pool reports (metrics, health details)."""
+    return {"open": open_, "idle": idle, "in_use": open_ - idle, "max": maximum}
 
 
 class ManagedPool(Generic[C], abc.ABC):
@@ -184,6 +189,16 @@ class ManagedPool(Generic[C], abc.ABC):
         self._client, self._retired = None, []
         for client in clients:
             await self._close_quietly(client)
+
+    async def _close_or_terminate(
+        self, closing: Awaitable[None], terminate: Callable[[], None]
+    ) -> None:
+        """Wait for a graceful close for half an operation timeout, then `terminate()`."""
+        try:
+            async with asyncio.timeout(self._settings.operation_timeout / 2):
+                await closing
+        except TimeoutError:
+            terminate()
 
     async def _close_quietly(self, client: C) -> None:
         try:

@@ -12,7 +12,7 @@ from pymongo.server_type import SERVER_TYPE
 
 from devstack_client import tuning
 from devstack_client.health import CheckOutcome
-from devstack_client.pools.base import ManagedPool, tls_enabled
+from devstack_client.pools.base import ManagedPool, connection_counts, tls_enabled
 from devstack_client.vault import VaultSecret
 
 
@@ -108,12 +108,7 @@ class MongoPool(ManagedPool[MongoHandle]):
 
     def _stats(self, client: MongoHandle) -> dict[str, int]:
         c = client.counter
-        return {
-            "open": c.open,
-            "in_use": c.in_use,
-            "idle": max(0, c.open - c.in_use),
-            "max": self._settings.pool_max_size,
-        }
+        return connection_counts(c.open, max(0, c.open - c.in_use), self._settings.pool_max_size)
 
     def _is_auth_error(self, exc: BaseException) -> bool:
         return isinstance(exc, pymongo.errors.OperationFailure) and exc.code == 18

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +10,7 @@ import asyncmy
 import asyncmy.errors
 
 from devstack_client.health import CheckOutcome
-from devstack_client.pools.base import ManagedPool, tls_enabled
+from devstack_client.pools.base import ManagedPool, connection_counts, tls_enabled
 from devstack_client.vault import VaultSecret
 
 
@@ -45,15 +44,10 @@ class MySQLPool(ManagedPool[Any]):
 
     async def _close_client(self, client: Any) -> None:
         client.close()
-        try:
-            async with asyncio.timeout(self._settings.operation_timeout / 2):
-                await client.wait_closed()
-        except TimeoutError:
-            client.terminate()
+        await self._close_or_terminate(client.wait_closed(), client.terminate)
 
     def _stats(self, client: Any) -> dict[str, int]:
-        size, idle = int(client.size), int(client.freesize)
-        return {"open": size, "idle": idle, "in_use": size - idle, "max": int(client.maxsize)}
+        return connection_counts(int(client.size), int(client.freesize), int(client.maxsize))
 
     def _is_auth_error(self, exc: BaseException) -> bool:
         return isinstance(exc, asyncmy.errors.OperationalError) and exc.args[:1] == (1045,)

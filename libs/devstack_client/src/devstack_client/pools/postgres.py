@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from devstack_client.health import CheckOutcome
-from devstack_client.pools.base import ManagedPool, tls_enabled
+from devstack_client.pools.base import ManagedPool, connection_counts, tls_enabled
 from devstack_client.vault import VaultSecret
 
 
@@ -47,15 +46,10 @@ class PostgresPool(ManagedPool[Any]):
             await pool.fetchval("SELECT 1")
 
     async def _close_client(self, client: Any) -> None:
-        try:
-            async with asyncio.timeout(self._settings.operation_timeout / 2):
-                await client.close()
-        except TimeoutError:
-            client.terminate()
+        await self._close_or_terminate(client.close(), client.terminate)
 
     def _stats(self, client: Any) -> dict[str, int]:
-        size, idle = client.get_size(), client.get_idle_size()
-        return {"open": size, "idle": idle, "in_use": size - idle, "max": client.get_max_size()}
+        return connection_counts(client.get_size(), client.get_idle_size(), client.get_max_size())
 
     def _is_auth_error(self, exc: BaseException) -> bool:
         return isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError)
