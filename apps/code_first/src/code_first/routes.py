@@ -26,20 +26,6 @@ from devstack_web import (
 )
 
 IMPLEMENTATION: Final = "code_first"
-_RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds to wait before checking again.",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 1},
-    }
-}
-_LOCATION = {
-    "Location": {
-        "description": "The absolute path of the created resource.",
-        "required": True,
-        "schema": {"type": "string", "format": "uri-reference"},
-    }
-}
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -124,7 +110,7 @@ _HEALTH_503: dict[int | str, dict[str, Any]] = {
     503: {
         "model": m.HealthReport,
         "description": "At least one check is degraded or unhealthy.",
-        "headers": _RETRY_AFTER,
+        "headers": contract.HEALTH_RETRY_AFTER_HEADER,
     }
 }
 
@@ -210,7 +196,10 @@ def database_router(backend: Backend, label: str) -> APIRouter:
         operation_id=f"{backend}CreateItem",
         summary=f"Create an item in {label}",
         status_code=201,
-        responses={201: {"headers": _LOCATION}, **errors(400, 413, 415, 422, 429, 503, 504)},
+        responses={
+            201: {"headers": contract.LOCATION_HEADER},
+            **errors(400, 413, 415, 422, 429, 503, 504),
+        },
     )
     async def create_item(stack: StackDep, body: m.ItemCreate, response: Response) -> m.Item:
         item = await stack.items(backend).create(

@@ -27,6 +27,21 @@ SERVICE_LINKS: dict[str, str] = {
     "metrics": "/metrics",
 }
 HEALTH_RETRY_AFTER_SECONDS = 5
+# The two headers as openapi/devstack.yaml declares them (for routes declared in code).
+HEALTH_RETRY_AFTER_HEADER: dict[str, Any] = {
+    "Retry-After": {
+        "description": "Seconds to wait before checking again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+LOCATION_HEADER: dict[str, Any] = {
+    "Location": {
+        "description": "The absolute path of the created resource.",
+        "required": True,
+        "schema": {"type": "string", "format": "uri-reference"},
+    }
+}
 
 
 def service_info(implementation: str, version: str) -> dict[str, Any]:
