@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aio_pika
 import asyncpg
 import httpx
 import pytest
@@ -52,8 +53,9 @@ from devstack_cli import appenv, polyglot
 from devstack_cli.settings import Settings
 from devstack_cli.stack import stack as service_table
 from devstack_cli.vault import Vault, VaultError, login_as
-from devstack_client import ClientSettings
+from devstack_client import ClientSettings, DevStackClient
 from devstack_client.redaction import is_masked_key as is_secret_key
+from devstack_web import reason
 
 TEST_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_PORT_OFFSET", "100"))
 # The session's stack: every implementation of the contract. A profile expression such as
@@ -204,6 +206,14 @@ def wait_for_sync(
         time.sleep(interval)
 
 
+def vault_data(vault: Vault, path: str) -> dict[str, Any]:
+    """The `data` of Vault's answer to a read of `path`; the test fails if there is none."""
+    answer = vault.read(path)
+    assert answer is not None, f"Vault has nothing at {path}"
+    data: dict[str, Any] = answer["data"]
+    return data
+
+
 def can_read(vault: Vault, path: str) -> bool:
     """Whether `vault`'s login may read the KV secret at `path`."""
     try:
@@ -246,9 +256,7 @@ def temporary_approle(
             f"auth/approle/role/{name}",
             {"token_policies": [policy], "token_ttl": ttl, "token_max_ttl": max_ttl},
         )
-        answer = vault.call("GET", f"auth/approle/role/{name}/role-id")
-        assert answer is not None
-        role_id = answer["data"]["role_id"]
+        role_id = vault_data(vault, f"auth/approle/role/{name}/role-id")["role_id"]
         secret_id = vault.write(f"auth/approle/role/{name}/secret-id", {})["data"]["secret_id"]
     role = AppRole(name, folder / "role-id", folder / "secret-id", secret_id)
     _write_private(role.role_id_file, role_id)
@@ -421,3 +429,105 @@ def leaks_in_logs(stack: StackUnderTest) -> list[str]:
         if VAULT_TOKEN.search(text):
             leaks.append(f"{log.name}: a Vault token")
     return leaks
+
+
+# -- fakes and checks of the unit tests, and what the messaging tests publish -------------
+
+
+@dataclass
+class FakeVault:
+    """Just enough of Vault: AppRole login, renew, lookup, revoke, KV v2 read."""
+
+    ttl: float = 3600
+    max_ttl: float = 86400
+    down: bool = False
+    tokens: dict[str, dict[str, float]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    issued: int = 0
+    policies: list[str] = field(default_factory=lambda: ["code_first"])
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/v1/")
+        self.calls.append(path)
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        now = time.monotonic()
+        token = request.headers.get("x-vault-token")
+        live = token is not None and token in self.tokens and self.tokens[token]["exp"] > now
+        if path == "auth/approle/login":
+            body = json.loads(request.content)
+            if body != {"role_id": "role", "secret_id": "secret"}:
+                return httpx.Response(400, json={"errors": ["invalid role or secret ID"]})
+            self.issued += 1
+            new = f"s.token{self.issued:020d}"
+            self.tokens[new] = {"exp": now + self.ttl, "max": now + self.max_ttl}
+            auth = {"client_token": new, "lease_duration": self.ttl, "renewable": True}
+            return httpx.Response(200, json={"auth": auth})
+        if not live:
+            return httpx.Response(403, json={"errors": ["permission denied"]})
+        assert token is not None
+        if path == "auth/token/renew-self":
+            entry = self.tokens[token]
+            granted = min(self.ttl, entry["max"] - now)
+            entry["exp"] = now + granted
+            auth = {"client_token": token, "lease_duration": granted, "renewable": True}
+            return httpx.Response(200, json={"auth": auth})
+        if path == "auth/token/lookup-self":
+            data = {"ttl": self.tokens[token]["exp"] - now, "renewable": True}
+            return httpx.Response(200, json={"data": {**data, "policies": self.policies}})
+        if path == "auth/token/revoke-self":
+            del self.tokens[token]
+            return httpx.Response(204)
+        if path == "secret/data/postgres":
+            secret = {
+                "data": {"user": "devstack", "password": "pw-123456"},
+                "metadata": {"version": 4},
+            }
+            return httpx.Response(200, json={"data": secret})
+        if path == "secret/data/admin/postgres":
+            return httpx.Response(403, json={"errors": ["permission denied"]})
+        return httpx.Response(404, json={"errors": []})
+
+
+def fake_vault_settings(**extra: Any) -> ClientSettings:
+    """Settings for a VaultClient talking to FakeVault with its role and secret id."""
+    base: dict[str, Any] = {"vault_role_id": "role", "vault_secret_id": "secret"}
+    base.update(extra)
+    return ClientSettings(**base)
+
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "request_id"}
+
+
+def check_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The problem document `response` must be (RFC 9457, as the contract has it), returned."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()  # a problem document: JSON, checked below
+    assert PROBLEM_KEYS <= set(body) <= PROBLEM_KEYS | {"dependency", "errors"}
+    assert body["type"] == "about:blank"
+    assert body["status"] == status
+    assert body["title"] == reason(status)
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["instance"] == response.request.url.raw_path.decode().split("?")[0]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    return body
+
+
+DEEP = "[" * 65 + "]" * 65
+# Bodies another publisher could put on a queue, which no consumer can be given as JSON.
+UNDELIVERABLE = [
+    b'{"bad": "\\ud800"}',  # a lone surrogate: no UTF-8 encoder takes it
+    b'{"deep": ' + DEEP.encode() + b"}",  # deeper than 64 levels
+    b'{"huge": 1e400}',  # not finite as a double
+    b"not json at all",
+    b"[1, 2, 3]",  # JSON, not an object
+    b'{"latin1": "\xe9"}',  # not UTF-8
+]
+
+
+async def publish_raw(client: DevStackClient, queue: str, body: bytes) -> None:
+    """Put `body` on `queue` as another publisher could, past the library's checks."""
+    async with client.rabbitmq.channel("test") as channel:
+        await channel.default_exchange.publish(aio_pika.Message(body), routing_key=queue)

@@ -10,7 +10,7 @@ import pytest
 from devstack_cli.bootstrap import render_policy
 from devstack_cli.stack import stack as service_table
 from devstack_cli.vault import VaultError
-from tests.support import StackUnderTest, can_read, root_vault
+from tests.support import StackUnderTest, can_read, root_vault, vault_data
 
 TABLE = service_table()
 ROLES = sorted(TABLE.services)  # every server and every API has an AppRole
@@ -53,19 +53,19 @@ def test_each_approle_issues_only_its_own_certificate(stack: StackUnderTest, rol
 def test_no_policy_grants_a_wildcard_on_secrets(stack: StackUnderTest) -> None:
     with root_vault(stack) as root:
         for role in ROLES:
-            policy = root.call("GET", f"sys/policies/acl/{role}")["data"]["policy"]  # type: ignore[index]
+            policy = vault_data(root, f"sys/policies/acl/{role}")["policy"]
             assert policy == render_policy(TABLE.service(role))
             assert "*" not in policy, f"policy {role} has a wildcard:\n{policy}"
 
 
 def test_approle_tokens_have_the_documented_ttls(stack: StackUnderTest) -> None:
     with stack.login("postgres") as vault:
-        token = vault.call("GET", "auth/token/lookup-self")["data"]  # type: ignore[index]
+        token = vault_data(vault, "auth/token/lookup-self")
     assert token["ttl"] <= 3600
     assert token["ttl"] > 3500
     assert token["policies"] == ["default", "postgres"]
     with root_vault(stack) as root:
-        role = root.call("GET", "auth/approle/role/postgres")["data"]  # type: ignore[index]
+        role = vault_data(root, "auth/approle/role/postgres")
     assert role["token_ttl"] == 3600
     assert role["token_max_ttl"] == 86400
 
@@ -134,7 +134,7 @@ def test_bootstrap_replaces_a_secret_id_that_no_longer_logs_in(stack: StackUnder
     assert fresh != dead
     assert secret_file.stat().st_mode & 0o777 == 0o600
     with stack.login(role) as vault:  # the new one logs in
-        assert vault.call("GET", "auth/token/lookup-self")["data"]["policies"] == [  # type: ignore[index]
+        assert vault_data(vault, "auth/token/lookup-self")["policies"] == [
             "default",
             role,
         ]

@@ -4,6 +4,7 @@ every 5 s per probe was most of the idle supervisor's CPU), and still connect an
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -18,8 +19,8 @@ async def test_http_probes_reuse_one_client_and_connect_each_time(
     built: list[httpx.AsyncClient] = []
 
     class Counted(httpx.AsyncClient):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:  # httpx.AsyncClient's own
+            super().__init__(*args, **kwargs)
             built.append(self)
 
     monkeypatch.setattr(httpx, "AsyncClient", Counted)

@@ -49,7 +49,9 @@ def test_rabbitmq_definitions_hold_no_plain_password() -> None:
     text = repr(defs)
     assert "pw-app" not in text
     assert "pw-adm" not in text
-    assert {"name": "dev_vhost"} in defs["vhosts"]  # type: ignore[operator]
+    vhosts = defs["vhosts"]
+    assert isinstance(vhosts, list)
+    assert {"name": "dev_vhost"} in vhosts
 
 
 def make_cert(path: Path, start: dt.datetime, days: int) -> None:

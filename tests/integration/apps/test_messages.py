@@ -10,10 +10,9 @@ import httpx
 import pytest
 
 from devstack_client import ClientSettings, DevStackClient
-from tests.integration.client.test_messages import UNDELIVERABLE, publish_raw
 from tests.parity.compare import assert_problem, describe, schema_errors
 from tests.parity.implementations import having
-from tests.support import StackUnderTest
+from tests.support import UNDELIVERABLE, StackUnderTest, publish_raw
 
 pytestmark = pytest.mark.integration
 

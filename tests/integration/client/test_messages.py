@@ -8,22 +8,17 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 
-import aio_pika
 import pytest
 
 from devstack_client import DevStackClient, InvalidInput
-from tests.support import StackUnderTest, client_settings, wait_for
-
-DEEP = "[" * 65 + "]" * 65
-# Bodies another publisher could put on a queue, which no consumer can be given as JSON.
-UNDELIVERABLE = [
-    b'{"bad": "\\ud800"}',  # a lone surrogate: no UTF-8 encoder takes it
-    b'{"deep": ' + DEEP.encode() + b"}",  # deeper than 64 levels
-    b'{"huge": 1e400}',  # not finite as a double
-    b"not json at all",
-    b"[1, 2, 3]",  # JSON, not an object
-    b'{"latin1": "\xe9"}',  # not UTF-8
-]
+from tests.support import (
+    DEEP,
+    UNDELIVERABLE,
+    StackUnderTest,
+    client_settings,
+    publish_raw,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -33,11 +28,6 @@ async def queue(client: DevStackClient) -> AsyncIterator[str]:
         yield name
     finally:
         await client.queues.delete(name)
-
-
-async def publish_raw(client: DevStackClient, queue: str, body: bytes) -> None:
-    async with client.rabbitmq.channel("test") as channel:
-        await channel.default_exchange.publish(aio_pika.Message(body), routing_key=queue)
 
 
 @pytest.mark.parametrize(

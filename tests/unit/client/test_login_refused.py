@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from devstack_client import ClientSettings, DependencyUnavailable, VaultClient
-from tests.unit.client.test_vault_client import FakeVault
+from tests.support import FakeVault
 
 
 class RotatingVault(FakeVault):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 
 from devstack_client import ConfigurationError, DependencyUnavailable, RedisRateLimiter
+from devstack_client.pools import RedisPool
 from devstack_client.ratelimit import window_position
 
 
@@ -41,6 +43,10 @@ class FakePool:
         yield self.cluster
 
 
+def as_pool(fake: FakePool) -> RedisPool:
+    return cast(RedisPool, fake)  # it has all the limiter uses of a RedisPool
+
+
 class Clock:
     def __init__(self, now: float) -> None:
         self.now = now
@@ -50,7 +56,7 @@ class Clock:
 
 
 def limiter(pool: FakePool, clock: Clock, limit: int = 3) -> RedisRateLimiter:
-    return RedisRateLimiter(pool, limit=limit, window_seconds=60, clock=clock)  # type: ignore[arg-type]
+    return RedisRateLimiter(as_pool(pool), limit=limit, window_seconds=60, clock=clock)
 
 
 def test_window_position() -> None:
@@ -97,6 +103,6 @@ async def test_redis_down_raises_the_library_error() -> None:
 
 def test_bad_configuration() -> None:
     with pytest.raises(ConfigurationError):
-        RedisRateLimiter(FakePool(), limit=0)  # type: ignore[arg-type]
+        RedisRateLimiter(as_pool(FakePool()), limit=0)
     with pytest.raises(ConfigurationError):
-        RedisRateLimiter(FakePool(), limit=1, window_seconds=0)  # type: ignore[arg-type]
+        RedisRateLimiter(as_pool(FakePool()), limit=1, window_seconds=0)

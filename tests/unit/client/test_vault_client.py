@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -18,72 +16,11 @@ from devstack_client import ClientSettings, ConfigurationError, DependencyUnavai
 from devstack_client.errors import VaultError
 from devstack_client.metrics import Metrics
 from devstack_client.vault import vault_trust
-from tests.support import wait_for
-
-
-@dataclass
-class FakeVault:
-    """Just enough of Vault: AppRole login, renew, lookup, revoke, KV v2 read."""
-
-    ttl: float = 3600
-    max_ttl: float = 86400
-    down: bool = False
-    tokens: dict[str, dict[str, float]] = field(default_factory=dict)
-    calls: list[str] = field(default_factory=list)
-    issued: int = 0
-    policies: list[str] = field(default_factory=lambda: ["code_first"])
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path.removeprefix("/v1/")
-        self.calls.append(path)
-        if self.down:
-            raise httpx.ConnectError("connection refused", request=request)
-        now = time.monotonic()
-        token = request.headers.get("x-vault-token")
-        live = token is not None and token in self.tokens and self.tokens[token]["exp"] > now
-        if path == "auth/approle/login":
-            body = json.loads(request.content)
-            if body != {"role_id": "role", "secret_id": "secret"}:
-                return httpx.Response(400, json={"errors": ["invalid role or secret ID"]})
-            self.issued += 1
-            new = f"s.token{self.issued:020d}"
-            self.tokens[new] = {"exp": now + self.ttl, "max": now + self.max_ttl}
-            auth = {"client_token": new, "lease_duration": self.ttl, "renewable": True}
-            return httpx.Response(200, json={"auth": auth})
-        if not live:
-            return httpx.Response(403, json={"errors": ["permission denied"]})
-        assert token is not None
-        if path == "auth/token/renew-self":
-            entry = self.tokens[token]
-            granted = min(self.ttl, entry["max"] - now)
-            entry["exp"] = now + granted
-            auth = {"client_token": token, "lease_duration": granted, "renewable": True}
-            return httpx.Response(200, json={"auth": auth})
-        if path == "auth/token/lookup-self":
-            data = {"ttl": self.tokens[token]["exp"] - now, "renewable": True}
-            return httpx.Response(200, json={"data": {**data, "policies": self.policies}})
-        if path == "auth/token/revoke-self":
-            del self.tokens[token]
-            return httpx.Response(204)
-        if path == "secret/data/postgres":
-            secret = {
-                "data": {"user": "devstack", "password": "pw-123456"},
-                "metadata": {"version": 4},
-            }
-            return httpx.Response(200, json={"data": secret})
-        if path == "secret/data/admin/postgres":
-            return httpx.Response(403, json={"errors": ["permission denied"]})
-        return httpx.Response(404, json={"errors": []})
-
-
-def settings(**extra: Any) -> ClientSettings:
-    base: dict[str, Any] = {"vault_role_id": "role", "vault_secret_id": "secret"}
-    base.update(extra)
-    return ClientSettings(**base)
+from tests.support import FakeVault, fake_vault_settings, wait_for
 
 
 def client_for(fake: FakeVault, **extra: Any) -> VaultClient:
-    return VaultClient(settings(**extra), transport=httpx.MockTransport(fake.handler))
+    return VaultClient(fake_vault_settings(**extra), transport=httpx.MockTransport(fake.handler))
 
 
 async def test_login_and_read_a_secret() -> None:
@@ -163,7 +100,9 @@ async def test_short_ttl_token_is_renewed_then_replaced_and_never_fails_a_call()
     fake = FakeVault(ttl=0.3, max_ttl=1.0)
     metrics = Metrics()
     vault = VaultClient(
-        settings(backoff_initial=0.05), transport=httpx.MockTransport(fake.handler), metrics=metrics
+        fake_vault_settings(backoff_initial=0.05),
+        transport=httpx.MockTransport(fake.handler),
+        metrics=metrics,
     )
     await vault.start()
     try:
@@ -238,7 +177,7 @@ async def test_an_explicit_token_is_used_with_a_warning() -> None:
 
 def test_plain_http_vault_trusts_nothing_and_loads_no_ca_store() -> None:
     """httpx's default would load certifi's ~140 CAs (3.6 MB) into a client that speaks HTTP."""
-    context = vault_trust(settings(vault_addr="http://127.0.0.1:8200"))
+    context = vault_trust(fake_vault_settings(vault_addr="http://127.0.0.1:8200"))
     assert isinstance(context, ssl.SSLContext)
     assert context.cert_store_stats()["x509_ca"] == 0
     assert context.verify_mode == ssl.CERT_REQUIRED
@@ -246,8 +185,8 @@ def test_plain_http_vault_trusts_nothing_and_loads_no_ca_store() -> None:
 
 def test_https_vault_trusts_the_stack_ca_file_else_the_system(foreign_ca_file: str) -> None:
     context = vault_trust(
-        settings(vault_addr="https://vault.example:8200", ca_file=foreign_ca_file)
+        fake_vault_settings(vault_addr="https://vault.example:8200", ca_file=foreign_ca_file)
     )
     assert isinstance(context, ssl.SSLContext)
     assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "Not Our CA"),),)]
-    assert vault_trust(settings(vault_addr="https://vault.example:8200")) is True
+    assert vault_trust(fake_vault_settings(vault_addr="https://vault.example:8200")) is True

@@ -8,7 +8,7 @@ import asyncio
 import httpx
 
 from devstack_client import VaultClient
-from tests.unit.client.test_vault_client import FakeVault, settings
+from tests.support import FakeVault, fake_vault_settings
 
 
 class ProbedVault(FakeVault):
@@ -27,7 +27,7 @@ class ProbedVault(FakeVault):
 
 async def test_a_dead_vault_is_reported_by_the_next_probe() -> None:
     fake = ProbedVault()
-    vault = VaultClient(settings(), transport=httpx.MockTransport(fake.handler))
+    vault = VaultClient(fake_vault_settings(), transport=httpx.MockTransport(fake.handler))
     await vault.start()
     try:
         assert (await vault.probe()).reachable
@@ -49,7 +49,7 @@ async def test_a_dead_vault_is_reported_by_the_next_probe() -> None:
 
 async def test_concurrent_probes_share_one_request() -> None:
     fake = ProbedVault()
-    vault = VaultClient(settings(), transport=httpx.MockTransport(fake.handler))
+    vault = VaultClient(fake_vault_settings(), transport=httpx.MockTransport(fake.handler))
     await vault.start()
     try:
         statuses = await asyncio.gather(*(vault.probe() for _ in range(20)))

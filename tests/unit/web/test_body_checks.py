@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from tests.unit.web.test_problems import check_problem
+from tests.support import check_problem
 
 URL = "/examples/things"
 JSON = {"content-type": "application/json"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.unit.web.test_problems import check_problem
+from tests.support import check_problem
 
 URL = "/examples/things"
 JSON = {"content-type": "application/json"}

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import httpx
 import pytest
 
 from devstack_web import reason
-
-PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "request_id"}
-
-
-def check_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()  # a problem document: JSON, checked below
-    assert PROBLEM_KEYS <= set(body) <= PROBLEM_KEYS | {"dependency", "errors"}
-    assert body["type"] == "about:blank"
-    assert body["status"] == status
-    assert body["title"] == reason(status)
-    assert body["request_id"] == response.headers["x-request-id"]
-    assert body["instance"] == response.request.url.raw_path.decode().split("?")[0]
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    return body
+from tests.support import check_problem
 
 
 def test_reason_phrases_are_rfc_9110() -> None:

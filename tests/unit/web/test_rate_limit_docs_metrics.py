@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from devstack_web import WebSettings
-from tests.unit.web.conftest import FakeLimiter, make_app
-from tests.unit.web.test_problems import check_problem
+from tests.support import check_problem
+from tests.unit.web.sample_app import FakeLimiter, make_app
 
 
 async def test_over_the_quota_is_429_with_the_ietf_fields(

@@ -206,16 +206,19 @@ class RecordingTransport:
 
 @pytest.mark.parametrize("keep_alive", [True, False])
 async def test_head_and_body_leave_in_one_write(keep_alive: bool) -> None:
+    from uvicorn._types import HTTPScope
     from uvicorn.protocols.http.flow_control import FlowControl
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
     from devstack_web.server import _coalesce_head_and_body
 
-    transport = RecordingTransport()
+    # Only what the cycle reads of a scope and a transport (a recording fake of the latter).
+    recording = RecordingTransport()
+    transport = cast(asyncio.Transport, recording)
     cycle = RequestResponseCycle(
-        scope={"type": "http", "method": "GET", "http_version": "1.1"},  # type: ignore[typeddict-item]
-        transport=transport,  # type: ignore[arg-type]
-        flow=FlowControl(transport),  # type: ignore[arg-type]
+        scope=cast("HTTPScope", {"type": "http", "method": "GET", "http_version": "1.1"}),
+        transport=transport,
+        flow=FlowControl(transport),
         logger=logging.getLogger("test"),
         access_logger=logging.getLogger("test.access"),
         access_log=False,
@@ -229,12 +232,12 @@ async def test_head_and_body_leave_in_one_write(keep_alive: bool) -> None:
     await cycle.send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
     )
-    assert transport.writes == []
+    assert recording.writes == []
     await cycle.send({"type": "http.response.body", "body": b"ok"})
-    assert len(transport.writes) == 1
-    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
-    assert transport.writes[0].endswith(b"\r\n\r\nok")
-    assert transport.closed is not keep_alive
+    assert len(recording.writes) == 1
+    assert recording.writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert recording.writes[0].endswith(b"\r\n\r\nok")
+    assert recording.closed is not keep_alive
 
 
 @pytest.mark.parametrize(("setting", "module"), [("uvloop", "uvloop"), ("asyncio", "asyncio")])
