@@ -20,12 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support import TEST_PORT_OFFSET, TEST_PROFILE, leaks_in_logs
+
 # The session's stack and what describes it live in tests/support.py with the other helpers;
-# the names stay importable from here for the test files that still do.
-from tests.support import TEST_PORT_OFFSET as TEST_PORT_OFFSET
-from tests.support import TEST_PROFILE as TEST_PROFILE
+# re-exported for tests/integration/observability/conftest.py until it imports them from there.
 from tests.support import StackUnderTest as StackUnderTest
-from tests.support import leaks_in_logs
 from tests.support import new_state_dir as new_state_dir
 
 TESTS = Path(__file__).resolve().parent

@@ -21,7 +21,7 @@ from devstack_client import (
     MessageUnroutable,
     NotFound,
 )
-from tests.conftest import StackUnderTest
+from tests.support import StackUnderTest
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -31,8 +31,8 @@ import pytest
 
 from devstack_cli import compose
 from devstack_cli.stack import stack as service_table
-from tests.conftest import StackUnderTest, new_state_dir
 from tests.parity.implementations import STACK_APPS, base_urls
+from tests.support import StackUnderTest, new_state_dir
 
 COMPOSE_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_COMPOSE_PORT_OFFSET", "1400"))
 # Every service, the five APIs included, by default; DEVSTACK_TEST_COMPOSE_PROFILE=standard for
