@@ -42,9 +42,10 @@ def bare_app() -> Starlette:
 
 
 def redis_app() -> Starlette:
-    from devstack_client import ClientSettings, DevStackClient
+    from devstack_client import ClientSettings, DevStackClient, tune_process
     from devstack_client.errors import NotFound
 
+    tune_process()  # the library's memory measures, as the APIs apply them in their main
     client = DevStackClient(ClientSettings(), dependencies=("redis",))
 
     async def cache_get(request: Request) -> JSONResponse:
