@@ -23,6 +23,8 @@ from __future__ import annotations
 import ssl
 from typing import ClassVar
 
+from devstack_vault_errors import describe_answer
+
 
 class DevStackError(Exception):
     """Base class of every error raised by devstack_client."""
@@ -84,8 +86,7 @@ class VaultError(DependencyUnavailable):
     """Vault answered with an error status; `errors` are Vault's own words (never a secret)."""
 
     def __init__(self, method: str, path: str, status: int, errors: list[str]) -> None:
-        detail = "; ".join(e.strip() for e in errors) or "no detail"
-        super().__init__("vault", f"{method} {path} answered {status}: {detail}")
+        super().__init__("vault", describe_answer(method, path, status, errors))
         self.status = status
         self.errors = errors
 
