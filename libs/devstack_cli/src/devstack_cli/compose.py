@@ -125,6 +125,8 @@ def _probe_json(probe: Any, base_ports: set[int]) -> str:
             body["send"] = probe.send
     elif probe.http:
         body = {"http": probe.http}
+    elif probe.postgres:
+        body = {"postgres": probe.postgres}
     else:
         argv = [os.path.basename(probe.exec[0]), *probe.exec[1:]]
         body = {"exec": [_port_marker(a, base_ports) for a in argv]}
