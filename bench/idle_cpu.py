@@ -2,7 +2,8 @@
 
 Reads the stack's supervisor (state folder from DEVSTACK_STATE_DIR, as `devstack` does) and every
 process below it from /proc (psutil), at the start and the end of the window, and prints each
-process's share of one core, grouped by service, and the total. The supervisor's line counts its
+process's share of one core and its wake-ups per second (voluntary context switches of all its
+threads: a count the machine's load does not move, unlike CPU time), grouped by service. The supervisor's line counts its
 reaped children too (its exec probes and one-shot steps). Send no requests while it runs.
 
     DEVSTACK_STATE_DIR=... uv run python bench/idle_cpu.py --seconds 60
@@ -36,12 +37,35 @@ def cpu_seconds(proc: psutil.Process, with_children: bool) -> float:
     return total
 
 
-def snapshot(supervisor: psutil.Process) -> dict[int, tuple[str, float]]:
-    """pid -> (label, CPU seconds) for the supervisor and every process below it."""
-    found = {supervisor.pid: ("supervisor (with its exec probes)", cpu_seconds(supervisor, True))}
+def wakeups(pid: int) -> int:
+    """Voluntary context switches of every thread of the process: how often it went to sleep
+    and was woken. Unlike CPU time, a count that does not depend on how busy the machine is."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue  # a thread that ended
+    return total
+
+
+Sample = tuple[str, float, int]  # label, CPU seconds, wake-ups
+
+
+def snapshot(supervisor: psutil.Process) -> dict[int, Sample]:
+    """pid -> (label, CPU seconds, wake-ups) for the supervisor and every process below it."""
+    found = {
+        supervisor.pid: (
+            "supervisor (with its exec probes)",
+            cpu_seconds(supervisor, True),
+            wakeups(supervisor.pid),
+        )
+    }
     for child in supervisor.children(recursive=True):
         try:
-            found[child.pid] = (child.name(), cpu_seconds(child, False))
+            found[child.pid] = (child.name(), cpu_seconds(child, False), wakeups(child.pid))
         except psutil.NoSuchProcess:
             continue
     return found
@@ -73,15 +97,19 @@ def main() -> None:
     after, wall = snapshot(supervisor), time.monotonic() - started
 
     shares: dict[str, float] = defaultdict(float)
-    for pid, (label, seconds) in after.items():
+    rates: dict[str, float] = defaultdict(float)
+    for pid, (label, seconds, woken) in after.items():
         if pid not in before:
             continue  # started during the window (a restart): not an idle figure
         name = label if pid == supervisor.pid else (service_of(pid, children) or label)
         shares[name] += (seconds - before[pid][1]) / wall * 100
+        rates[name] += (woken - before[pid][2]) / wall
     width = max(len(name) for name in shares)
+    print(f"{'process':<{width}}  {'CPU':>7}  wake-ups/s")
     for name, share in sorted(shares.items(), key=lambda item: -item[1]):
-        print(f"{name:<{width}}  {share:5.2f} %")
-    print(f"{'total, of one core':<{width}}  {sum(shares.values()):5.2f} %")
+        print(f"{name:<{width}}  {share:5.2f} %  {rates[name]:8.1f}")
+    total = sum(shares.values())
+    print(f"{'total, of one core':<{width}}  {total:5.2f} %  {sum(rates.values()):8.1f}")
     print(f"over {wall:.0f} s; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
