@@ -15,12 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from tests.support import TEST_PORT_OFFSET, TEST_PROFILE, leaks_in_logs
+from tests.support import TEST_PORT_OFFSET, TEST_PROFILE, leaks_in_logs, self_signed
 
 # The session's stack and what describes it live in tests/support.py with the other helpers;
 # re-exported for tests/integration/observability/conftest.py until it imports them from there.
@@ -57,20 +53,10 @@ def stack() -> Iterator[StackUnderTest]:
 @pytest.fixture(scope="session")
 def foreign_ca_file(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A CA that signed nothing here: a client trusting only it must be refused everywhere."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Not Our CA")])
     now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+    cert, _ = self_signed(
+        "Not Our CA", now - dt.timedelta(days=1), now + dt.timedelta(days=30), ca=True
     )
     path = tmp_path_factory.mktemp("foreign-ca") / "foreign-ca.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path.write_bytes(cert)
     return str(path)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import io
 import json
 import os
@@ -47,6 +48,10 @@ import aio_pika
 import asyncpg
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from redis.asyncio.cluster import RedisCluster
 
 from devstack_cli import appenv, polyglot
@@ -296,6 +301,32 @@ class LogCapture:
 
     stream: io.StringIO = field(default_factory=io.StringIO)
     extra_secrets: list[str] = field(default_factory=list)
+
+
+def self_signed(
+    common_name: str, not_before: dt.datetime, not_after: dt.datetime, *, ca: bool = False
+) -> tuple[bytes, bytes]:
+    """A self-signed P-256 certificate and its key, both PEM (the key unencrypted PKCS#8)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), critical=True
+        )
+    cert = builder.sign(key, hashes.SHA256())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
 def free_port() -> int:

@@ -7,15 +7,11 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from devstack_cli.servers.base import certificate_is_fresh
 from devstack_cli.servers.mysql import init_sql
 from devstack_cli.servers.postgres import provisioning_sql
 from devstack_cli.servers.rabbitmq import definitions, password_hash
+from tests.support import self_signed
 
 
 def test_postgres_provisioning_quotes_passwords() -> None:
@@ -55,19 +51,7 @@ def test_rabbitmq_definitions_hold_no_plain_password() -> None:
 
 
 def make_cert(path: Path, start: dt.datetime, days: int) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path.write_bytes(self_signed("t", start, start + dt.timedelta(days=days))[0])
 
 
 def test_certificates_are_renewed_in_the_last_third(tmp_path: Path) -> None:
