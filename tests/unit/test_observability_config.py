@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ TABLE = stack()
 SETTINGS = Settings(state_dir=Path("/state"), port_offset=950)
 
 
-def jobs(profile: str, vault_metrics: bool = True) -> dict[str, dict[str, object]]:
+def jobs(profile: str, vault_metrics: bool = True) -> dict[str, dict[str, Any]]:
     rendered = config(SETTINGS, TABLE.in_profile(profile), vault_metrics)
     return {job["job_name"]: job for job in rendered["scrape_configs"]}
 
@@ -49,10 +50,10 @@ def test_prometheus_scrapes_every_api_and_server_of_the_profile_on_loopback() ->
     assert {"mysqld_exporter", "redis", "redis_exporter", "prometheus"} <= set(found)
     assert {"victorialogs", "vlagent"} <= set(found)
     for job in found.values():
-        for group in job["static_configs"]:  # type: ignore[attr-defined]
+        for group in job["static_configs"]:
             for target in group["targets"]:
                 assert "127.0.0.1:" in target, target
-    assert found["code_first"]["static_configs"][0]["targets"] == ["127.0.0.1:8950"]  # type: ignore[index]
+    assert found["code_first"]["static_configs"][0]["targets"] == ["127.0.0.1:8950"]
     assert "golang" in jobs("observability+golang")
     assert "vault" not in jobs("observability", vault_metrics=False)
 
@@ -66,11 +67,11 @@ def test_vault_is_scraped_with_a_token_file_never_a_token() -> None:
 
 def test_redis_nodes_are_targets_of_one_exporter() -> None:
     redis = jobs("observability")["redis"]
-    targets = redis["static_configs"][0]["targets"]  # type: ignore[index]
+    targets = redis["static_configs"][0]["targets"]
     assert targets == [f"rediss://127.0.0.1:{6390 + 950 + i}" for i in range(3)]
     assert {"target_label": "__address__", "replacement": "127.0.0.1:10071"} in redis[
         "relabel_configs"
-    ]  # type: ignore[operator]
+    ]
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="Debian's prometheus package")
