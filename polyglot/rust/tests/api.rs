@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,8 +79,11 @@ fn stack() -> Stack {
         Duration::from_secs(300),
         metrics.clone(),
     ));
-    let trust = Trust::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ca.pem"))
-        .expect("test CA");
+    // The checkout the test runs in, read when it runs (cargo sets it): the compiled test may
+    // come from the shared target folder, built in another checkout that env! would name.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let trust = Trust::load(&root.join("tests/fixtures/ca.pem")).expect("test CA");
     Stack::assemble(settings, vault, secrets, trust, metrics)
 }
 
