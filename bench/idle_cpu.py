@@ -3,13 +3,14 @@
 Reads the stack's supervisor (state folder from DEVSTACK_STATE_DIR, as `devstack` does) and every
 process below it from /proc (psutil), at the start and the end of the window, and prints each
 process's share of one core and its wake-ups per second (voluntary context switches of all its
-threads: a count the machine's load does not move, unlike CPU time), grouped by service. The supervisor's line counts its
-reaped children too (its exec probes and one-shot steps). Send no requests while it runs.
+threads: a count the machine's load does not move, unlike CPU time), grouped by service. The
+supervisor's line counts its reaped children too (its exec probes and one-shot steps). Send no
+requests while it runs.
 
     DEVSTACK_STATE_DIR=... uv run python bench/idle_cpu.py --seconds 60
 
-CPU time, not wall time, is counted, so other work on the machine moves the figure far less than
-it moves latencies; still, record the load average beside it (printed).
+CPU time per wake-up is higher on a quiet machine than on a busy one (docs/performance.md, the
+idle stack): compare figures measured side by side, and record the load average (printed).
 """
 
 from __future__ import annotations
