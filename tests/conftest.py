@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import TEST_PORT_OFFSET, TEST_PROFILE, leaks_in_logs, self_signed
-
-# The session's stack and what describes it live in tests/support.py with the other helpers;
-# re-exported for tests/integration/observability/conftest.py until it imports them from there.
-from tests.support import StackUnderTest as StackUnderTest
-from tests.support import new_state_dir as new_state_dir
+from tests.support import (
+    TEST_PORT_OFFSET,
+    TEST_PROFILE,
+    StackUnderTest,
+    leaks_in_logs,
+    new_state_dir,
+    self_signed,
+)
 
 TESTS = Path(__file__).resolve().parent
 # Every test under these folders uses the real stack; everything else is a unit test, which

@@ -181,24 +181,37 @@ T = TypeVar("T")
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[T | None]], timeout: float, what: str, interval: float = 0.5
+    condition: Callable[[], Awaitable[T | None]],
+    timeout: float,
+    what: str,
+    interval: float = 0.5,
+    detail: Callable[[], object] | None = None,
 ) -> T:
     """Poll `condition` until it returns a true value (False, None, "" and 0 mean not yet),
-    and return that value; fail the test
-    after `timeout` seconds, naming `what`. The condition is always tried once more at the
-    deadline, so a slow poll never fails a condition that holds."""
+    and return that value; fail the test after `timeout` seconds, naming `what` (and what
+    `detail()` says then, e.g. the last state seen). The condition is always tried once more at
+    the deadline, so a slow poll never fails a condition that holds."""
     deadline = time.monotonic() + timeout
     while True:
         result = await condition()
         if result:
             return result
         if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            pytest.fail(_timed_out(timeout, what, detail))
         await asyncio.sleep(interval)
 
 
+def _timed_out(timeout: float, what: str, detail: Callable[[], object] | None) -> str:
+    message = f"timed out after {timeout:.0f} s waiting for {what}"
+    return f"{message}: {detail()}" if detail is not None else message
+
+
 def wait_for_sync(
-    condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5
+    condition: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    interval: float = 0.5,
+    detail: Callable[[], object] | None = None,
 ) -> T:
     """`wait_for` for a synchronous test: the same deadline and message, a blocking pause."""
     deadline = time.monotonic() + timeout
@@ -207,7 +220,7 @@ def wait_for_sync(
         if result:
             return result
         if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            pytest.fail(_timed_out(timeout, what, detail))
         time.sleep(interval)
 
 

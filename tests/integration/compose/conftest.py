@@ -15,31 +15,26 @@ and the host's network (ip_forward, iptables, links) checked to be as it was bef
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from devstack_cli import compose
-from devstack_cli.stack import stack as service_table
-from tests.parity.implementations import STACK_APPS, base_urls
+from tests.integration.compose.support import (
+    COMPOSE_PORT_OFFSET,
+    COMPOSE_PROFILE,
+    NOT_IN_COMPOSE,
+    ComposeStack,
+    devstack,
+)
+from tests.parity.implementations import base_urls
 from tests.support import StackUnderTest, new_state_dir
 
-COMPOSE_PORT_OFFSET = int(os.environ.get("DEVSTACK_TEST_COMPOSE_PORT_OFFSET", "1400"))
-# Every service, the five APIs included, by default; DEVSTACK_TEST_COMPOSE_PROFILE=standard for
-# a quicker run while developing.
-COMPOSE_PROFILE = os.environ.get("DEVSTACK_TEST_COMPOSE_PROFILE", "full")
-# Implementations of the session's stack that the compose stack's profile does not start.
-NOT_IN_COMPOSE = set(STACK_APPS) - {s.name for s in service_table().in_profile(COMPOSE_PROFILE)}
 HERE = Path(__file__).resolve().parent
 
 
@@ -71,40 +66,6 @@ async def clients(stack: StackUnderTest) -> AsyncIterator[dict[str, httpx.AsyncC
     finally:
         for client in opened.values():
             await client.aclose()
-
-
-class ComposeStack(StackUnderTest):
-    """The session's StackUnderTest, for the compose stack (same CLI, same state folder)."""
-
-    def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
-        engine = compose.find_engine()
-        return engine.run(*args, timeout=120)
-
-    def containers(self) -> list[dict[str, Any]]:
-        return compose.containers(compose.find_engine(), self.settings)
-
-    def root_token(self) -> str:
-        """Read from the bootstrap's volume (the only place it is), through the engine."""
-        bootstrap = next(
-            c
-            for c in self.containers()
-            if c["Config"]["Labels"]["com.docker.compose.service"] == "vault-bootstrap"
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            self.docker("cp", f"{bootstrap['Id']}:/state/vault/init.json", tmp)
-            token: str = json.loads((Path(tmp) / "init.json").read_text())["root_token"]
-        return token
-
-
-def devstack(stack: StackUnderTest, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    # However loaded the machine, `up` waits for health (no test depends on its speed).
-    return subprocess.run(
-        [sys.executable, "-m", "devstack_cli", *args],
-        env={**stack.env, "DEVSTACK_UP_TIMEOUT": str(timeout - 60)},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 SKIPPED: list[str] = []  # why the compose tests were skipped, said once at the end

@@ -16,7 +16,7 @@ from devstack_cli.engine import render_plan
 from devstack_cli.plan import ProcessSpec
 from devstack_cli.settings import Settings
 from devstack_cli.stack import stack as service_table
-from tests.integration.compose.conftest import ComposeStack
+from tests.integration.compose.support import ComposeStack
 
 MODEL = compose.model()
 SERVICES = MODEL["services"]

@@ -9,7 +9,7 @@ import signal
 from typing import Any
 
 from devstack_cli.vault import Vault
-from tests.integration.compose.conftest import COMPOSE_PROFILE, ComposeStack, devstack
+from tests.integration.compose.support import COMPOSE_PROFILE, ComposeStack, devstack
 from tests.support import wait_for_sync
 
 MARK = "secret/data/compose-restart-proof"

@@ -12,7 +12,7 @@ import psutil
 import pytest
 from cryptography import x509
 
-from tests.integration.compose.conftest import ComposeStack
+from tests.integration.compose.support import ComposeStack
 
 SERVERS_WITH_TLS = ["postgres", "pgbouncer", "redis", "mysql", "mongodb", "rabbitmq"]
 

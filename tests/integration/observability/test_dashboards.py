@@ -8,8 +8,8 @@ import os
 import re
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +17,8 @@ import pytest
 from devstack_cli.settings import repo_root
 from devstack_cli.stack import stack as service_table
 from devstack_cli.tools import require
-from tests.integration.observability.conftest import PROFILE, ObservedStack
+from tests.integration.observability.support import PROFILE, ObservedStack
+from tests.support import wait_for_sync
 
 CONSOLES = repo_root() / "stack" / "observability" / "consoles"
 PAGES = sorted(p.name for p in CONSOLES.glob("*.html"))
@@ -76,11 +77,7 @@ def test_the_database_pages_show_their_title_and_that_the_server_is_reachable(
     observed: ObservedStack, page: str
 ) -> None:
     heading, metric = HEADERS[page]
-    deadline = time.monotonic() + 30  # the exporter's first scrape
-    while not observed.query(f"{metric} == 1"):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{metric} is not 1 after 30 s")
-        time.sleep(0.5)
+    wait_for_sync(lambda: observed.query(f"{metric} == 1"), 30, f"{metric} == 1 (first scrape)")
     text = httpx.get(f"{observed.prometheus}/consoles/{page}", timeout=30).text
     assert text.count(heading) == 1
     assert text.count('class="prom_lhs_menu row"') == 1  # the menu, once
@@ -89,16 +86,16 @@ def test_the_database_pages_show_their_title_and_that_the_server_is_reachable(
 
 def wait_for_requests(observed: ObservedStack) -> None:
     """Send requests to every API until Prometheus has a rate for each (two samples)."""
-    deadline = time.monotonic() + 60
-    while True:
+    rated: list[dict[str, Any]] = []
+
+    def every_api_rated() -> bool:
+        nonlocal rated
         for api in APIS:
             httpx.get(f"http://127.0.0.1:{observed.stack.port(api, 'http')}/", timeout=30)
         rated = observed.query("sum by (job) (rate(devstack_http_requests_total{route='/'}[5m]))")
-        if {r["metric"]["job"] for r in rated if float(r["value"][1]) > 0} >= set(APIS):
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"no request rate for every API after 60 s: {rated}")
-        time.sleep(1)
+        return {r["metric"]["job"] for r in rated if float(r["value"][1]) > 0} >= set(APIS)
+
+    wait_for_sync(every_api_rated, 60, "a request rate for every API", 1, lambda: rated)
 
 
 def test_the_overview_shows_every_target_and_every_api_in_a_browser(

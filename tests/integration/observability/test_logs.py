@@ -4,7 +4,6 @@ wrote for a request is found there by its request id."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -12,7 +11,8 @@ import httpx
 import pytest
 
 from devstack_cli.stack import stack as service_table
-from tests.integration.observability.conftest import PROFILE, ObservedStack
+from tests.integration.observability.support import PROFILE, ObservedStack
+from tests.support import wait_for_sync
 
 APIS = [s.name for s in service_table().in_profile(PROFILE) if s.kind == "api"]
 
@@ -29,14 +29,7 @@ def logsql(observed: ObservedStack, query: str) -> list[dict[str, Any]]:
 def wait_for_lines(
     observed: ObservedStack, query: str, timeout: float = 30
 ) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = logsql(observed, query)
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            pytest.fail(f"nothing in VictoriaLogs for {query!r} after {timeout:.0f} s")
-        time.sleep(0.5)
+    return wait_for_sync(lambda: logsql(observed, query), timeout, f"{query!r} in VictoriaLogs")
 
 
 @pytest.mark.parametrize("api", APIS)
@@ -55,12 +48,18 @@ def test_an_api_log_line_is_found_by_its_request_id(observed: ObservedStack, api
 
 def test_every_process_of_the_plan_is_shipped_labelled_by_service(observed: ObservedStack) -> None:
     wanted = set(observed.stack.status()["services"])
-    deadline = time.monotonic() + 30
-    while True:
+    services: set[str] = set()
+
+    def every_service_shipped() -> bool:
+        nonlocal services
         found = logsql(observed, "* | stats by (service) count() hits")
         services = {row["service"] for row in found}
-        if wanted <= services:
-            break
-        if time.monotonic() > deadline:
-            pytest.fail(f"no log line in VictoriaLogs for {sorted(wanted - services)}")
-        time.sleep(1)
+        return wanted <= services
+
+    wait_for_sync(
+        every_service_shipped,
+        30,
+        "a log line in VictoriaLogs from every service",
+        1,
+        lambda: f"none yet from {sorted(wanted - services)}",
+    )
