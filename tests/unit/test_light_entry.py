@@ -32,6 +32,19 @@ def imported_modules(args: list[str], env: dict[str, str]) -> set[str]:
     return names
 
 
+def modules_loaded_by(code: str, env: dict[str, str]) -> set[str]:
+    """Every module in `sys.modules` after `code` ran (`module_for` imports with importlib,
+    which -X importtime did not list here)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))\n"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(result.stdout.split())
+
+
 @pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["health"]])
 def test_status_and_health_skip_the_cli_framework(tmp_path: Path, command: list[str]) -> None:
     env = {"DEVSTACK_STATE_DIR": str(tmp_path), "DEVSTACK_PORT_OFFSET": "0"}
@@ -45,24 +58,29 @@ def test_status_and_health_skip_the_cli_framework(tmp_path: Path, command: list[
 def test_a_launcher_imports_only_its_own_server(tmp_path: Path) -> None:
     """What `devstack _serve redis` imports before it execs the server (without running it)."""
     code = (
-        "import sys\n"
         "from devstack_cli.servers import module_for\n"
         "from devstack_cli.servers.base import Launch, exec_server\n"
         "from devstack_cli.stack import stack\n"
         "from devstack_cli.settings import Settings\n"
         "module_for('redis'); stack().service('redis'); Settings()\n"
-        "print('\\n'.join(sys.modules))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "DEVSTACK_STATE_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-    )
-    modules = set(result.stdout.split())
-    assert "devstack_cli.servers.redis" in modules, result.stderr
+    modules = modules_loaded_by(code, {"DEVSTACK_STATE_DIR": str(tmp_path)})
+    assert "devstack_cli.servers.redis" in modules
     assert "devstack_cli.servers.postgres" not in modules
     assert [m for m in modules if m.split(".")[0] in HEAVY] == []
+
+
+def test_a_launcher_that_never_calls_vault_does_not_import_hvac(tmp_path: Path) -> None:
+    """hvac and requests cost a launcher about 0.2 s to import (docs/architecture.md): only the
+    launchers that log in to Vault pay it."""
+    code = (
+        "from devstack_cli.servers import module_for\n"
+        "from devstack_cli.servers.base import Launch, exec_server\n"
+        "module_for('vault'); module_for('victorialogs')\n"
+    )
+    modules = modules_loaded_by(code, {"DEVSTACK_STATE_DIR": str(tmp_path)})
+    assert "devstack_cli.servers.vault" in modules
+    assert not {"hvac", "requests", "devstack_cli.vault"} & modules
 
 
 def test_other_commands_still_reach_the_full_command_line(tmp_path: Path) -> None:

@@ -6,14 +6,10 @@ The fake Vault is a real HTTP server on loopback: hvac and requests do their rea
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, ClassVar
 
 import hvac.exceptions
@@ -179,25 +175,3 @@ def test_a_vault_that_is_not_there_did_not_answer() -> None:
             vault.health()
         assert not down.value.answered
         assert str(down.value).startswith("Vault GET sys/health did not answer")
-
-
-def test_a_launcher_that_never_calls_vault_does_not_import_hvac(tmp_path: Path) -> None:
-    """hvac and requests cost a launcher about 0.2 s to import (docs/architecture.md): only the
-    launchers that log in to Vault pay it."""
-    code = (
-        "import sys\n"
-        "from devstack_cli.servers import module_for\n"
-        "from devstack_cli.servers.base import Launch, exec_server\n"
-        "module_for('vault'); module_for('victorialogs')\n"
-        "print(' '.join(sys.modules))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "DEVSTACK_STATE_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    modules = set(result.stdout.split())
-    assert "devstack_cli.servers.vault" in modules
-    assert not {"hvac", "requests", "devstack_cli.vault"} & modules
