@@ -63,7 +63,8 @@ def postgres(base: int, offset: int) -> str | None:
     any error but 57P03 (starting up), means the server accepts connections. No secret is sent."""
     port = base + offset
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw:
-        raw.sendall(bytes.fromhex("0000000804d2162f"))  # SSLRequest
+        # SSLRequest (devstack_cli.plan.POSTGRES_SSL_REQUEST; this file imports only the stdlib)
+        raw.sendall(bytes.fromhex("0000000804d2162f"))
         if raw.recv(1) != b"S":
             return f"port {port} does not speak TLS"
         context = ssl.create_default_context()

@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Condition = Literal["started", "healthy", "completed"]
 
 
+# PostgreSQL's SSLRequest (length 8, code 80877103), as hex: the first message of a PostgreSQL
+# client, answered "S" by a server (or PgBouncer) that speaks TLS.
+POSTGRES_SSL_REQUEST = "0000000804d2162f"
+
+
 class Probe(BaseModel):
     """How the supervisor decides that a process is ready: exactly one of the four.
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import signal
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack_cli import lifeline
+from devstack_cli.plan import POSTGRES_SSL_REQUEST
 from devstack_cli.settings import write_private
 from devstack_cli.states import (
     FINISHED_STATES,
@@ -107,9 +109,16 @@ async def tcp_answers(port: int, send_hex: str) -> bool:
             await writer.wait_closed()
 
 
-_PG_SSL_REQUEST = bytes.fromhex("0000000804d2162f")  # length 8, code 80877103
 _PG_CANNOT_CONNECT_NOW = "57P03"  # "the database system is starting up" (or shutting down)
-_pg_probe_tls: ssl.SSLContext | None = None
+
+
+@functools.cache
+def _pg_probe_tls() -> ssl.SSLContext:
+    """One TLS context for every PostgreSQL probe: one per probe is what issue 15 removed."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 async def postgres_accepts(port: int) -> bool:
@@ -118,18 +127,13 @@ async def postgres_accepts(port: int) -> bool:
     need not exist. An authentication request means the server accepts connections; so does any
     error but 57P03. Closing before answering the challenge is silent in PostgreSQL's log, as
     pg_isready's own probe is. No secret is sent, so the server's certificate is not checked."""
-    global _pg_probe_tls
-    if _pg_probe_tls is None:  # built once: a TLS context per probe is what issue 15 removed
-        _pg_probe_tls = ssl.create_default_context()
-        _pg_probe_tls.check_hostname = False
-        _pg_probe_tls.verify_mode = ssl.CERT_NONE
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(_PG_SSL_REQUEST)
+        writer.write(bytes.fromhex(POSTGRES_SSL_REQUEST))
         await writer.drain()
         if await reader.readexactly(1) != b"S":
             return False
-        await writer.start_tls(_pg_probe_tls)
+        await writer.start_tls(_pg_probe_tls())
         params = b"user\0devstack_probe\0database\0postgres\0\0"
         writer.write(struct.pack("!ii", 8 + len(params), 196608) + params)  # protocol 3.0
         await writer.drain()

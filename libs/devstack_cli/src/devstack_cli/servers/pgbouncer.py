@@ -6,7 +6,7 @@ auth file. Like PostgreSQL it refuses to run as root.
 
 from __future__ import annotations
 
-from devstack_cli.plan import Probe, ProcessSpec
+from devstack_cli.plan import POSTGRES_SSL_REQUEST, Probe, ProcessSpec
 from devstack_cli.servers.base import (
     Exec,
     Launch,
@@ -18,12 +18,10 @@ from devstack_cli.settings import write_private
 from devstack_cli.stack import stack
 from devstack_cli.tools import require
 
-SSL_REQUEST = "0000000804d2162f"  # length 8, code 80877103
-
 
 def processes(ctx: PlanContext) -> list[ProcessSpec]:
     # PostgreSQL's SSLRequest: PgBouncer answers "S" (it speaks TLS) without logging a thing.
-    probe = Probe(tcp=(ctx.port("pgbouncer"),), send=SSL_REQUEST)
+    probe = Probe(tcp=(ctx.port("pgbouncer"),), send=POSTGRES_SSL_REQUEST)
     return [ctx.process("pgbouncer", probe, ctx.after())]
 
 
