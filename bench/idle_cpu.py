@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -89,9 +90,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
+    if args.seconds <= 0:
+        parser.error("--seconds must be above 0")
     run = state_dir() / "run"
-    supervisor = psutil.Process(json.loads((run / "supervisor.pid").read_text())["pid"])
-    children = json.loads((run / "children.json").read_text())
+    try:
+        supervisor = psutil.Process(json.loads((run / "supervisor.pid").read_text())["pid"])
+        children = json.loads((run / "children.json").read_text())
+    except (OSError, ValueError, KeyError, psutil.Error):
+        sys.exit(
+            f"no running stack in {run.parent}: start one with `devstack up` (the same "
+            "DEVSTACK_STATE_DIR), or set DEVSTACK_STATE_DIR to its state folder"
+        )
 
     before, started = snapshot(supervisor), time.monotonic()
     time.sleep(args.seconds)
