@@ -145,7 +145,7 @@ class Load:
 
     statuses: Counter[int] = field(default_factory=Counter)
     bad: list[str] = field(default_factory=list)
-    accepted: set[str] = field(default_factory=set)
+    accepted: dict[str, str] = field(default_factory=dict)  # message id -> the app that took it
     delivered: set[str] = field(default_factory=set)
 
     def more_than(self, status: int, count: int) -> Callable[[], Awaitable[bool]]:
@@ -176,7 +176,7 @@ async def messaging_worker(
         published = await client.post(f"{path}/messages", json={"from": name, "n": n})
         load.check(name, published, "rabbitmq")
         if published.status_code == 202:
-            load.accepted.add(published.json()["message_id"])
+            load.accepted[published.json()["message_id"]] = name
         consumed = await client.get(f"{path}/messages?max=5")
         load.check(name, consumed, "rabbitmq")
         if consumed.status_code == 200:
@@ -203,6 +203,9 @@ async def served_again(apps: dict[str, httpx.AsyncClient], path: str, health: st
     return True
 
 
+QUEUES_SETTLE_SECONDS = 3
+
+
 @pytest.mark.parametrize("fault", ["stop", "kill"])
 async def test_rabbitmq_outage_under_load_is_503_and_loses_nothing(
     apps: dict[str, httpx.AsyncClient], stack: StackUnderTest, fault: str
@@ -216,6 +219,11 @@ async def test_rabbitmq_outage_under_load_is_503_and_loses_nothing(
         assert (await client.get("/health/rabbitmq")).status_code == 200
         await client.post(f"/examples/messaging/queues/{queues[name]}/messages", json={"n": 0})
         await client.get(f"/examples/messaging/queues/{queues[name]}/messages?max=100")
+    # The fault strikes queues that already exist, as in a running system. RabbitMQ 3.10 can
+    # forget a queue declared a moment before it is SIGKILLed, with what it held: a queue declared
+    # 0.1-0.5 s before the kill was gone after the restart, though its declare and the publish
+    # into it had been answered (seen 4 times in about 60 kills; never after a second).
+    await asyncio.sleep(QUEUES_SETTLE_SECONDS)
     load, stop = Load(), asyncio.Event()
     workers = [
         asyncio.create_task(messaging_worker(name, client, queues[name], load, stop))
@@ -274,7 +282,10 @@ async def test_rabbitmq_outage_under_load_is_503_and_loses_nothing(
             if not messages:
                 break
             load.delivered.update(m["message_id"] for m in messages)
-    assert load.accepted <= load.delivered, len(load.accepted - load.delivered)
+    lost = Counter(
+        name for message_id, name in load.accepted.items() if message_id not in load.delivered
+    )
+    assert not lost, f"messages answered 202 and never delivered, by app: {dict(lost)}"
 
 
 # Stopped only: killed, FerretDB is replaced by the supervisor within about a second, too soon
