@@ -62,3 +62,52 @@ async def test_concurrent_requests_get_their_documented_answer(
         f"{CONCURRENCY} concurrent {method} {path} on {app}: {dict(statuses)}; "
         f"first unexpected: {wrong[0].text[:300]}"
     )
+
+
+STAYING, LEAVING, ROUNDS = 24, 24, 3
+
+
+@pytest.mark.parametrize("app", STACK_APPS)
+async def test_clients_hanging_up_mid_publish_cost_no_other_publish(
+    apps: dict[str, httpx.AsyncClient], app: str
+) -> None:
+    """Clients that hang up while their publish waits for the broker's confirm (the end of a
+    benchmark, a closed browser tab) cost the publishes of others nothing: every other publish
+    is 202, and RabbitMQ is not taken for down. (Go once closed the shared AMQP connection
+    whenever a caller went away: every publish in flight on it answered 503.)"""
+    queue = f"devstack.hang-up.{app}"
+    path = f"/examples/messaging/queues/{queue}/messages"
+    base = apps[app].base_url
+    statuses: collections.Counter[int] = collections.Counter()
+    stop = asyncio.Event()
+
+    async def staying() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            while not stop.is_set():
+                statuses[(await client.post(path, json={"stays": True})).status_code] += 1
+
+    async def leaving(started: asyncio.Event) -> None:
+        # Publishes back to back until cancelled: the cancellation closes this client's
+        # connection in the middle of a publish (its next one is sent at once).
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            while True:
+                await client.post(path, json={"leaves": True})
+                started.set()
+
+    stayers = [asyncio.create_task(staying()) for _ in range(STAYING)]
+    try:
+        for _ in range(ROUNDS):
+            started = [asyncio.Event() for _ in range(LEAVING)]
+            leavers = [asyncio.create_task(leaving(event)) for event in started]
+            await asyncio.gather(*(event.wait() for event in started))
+            for task in leavers:
+                task.cancel()
+            await asyncio.gather(*leavers, return_exceptions=True)
+    finally:
+        stop.set()
+        await asyncio.gather(*stayers)
+    assert set(statuses) == {202}, f"{app}: publishes beside clients hanging up: {dict(statuses)}"
+    health = await apps[app].get("/health/rabbitmq")
+    assert health.status_code == 200, health.text
+    while (await apps[app].get(f"{path}?max=100")).json()["messages"]:
+        pass  # the queue left empty for the next run

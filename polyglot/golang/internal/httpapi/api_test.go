@@ -570,3 +570,30 @@ func TestValuesPastTheSyntaxAre422(t *testing.T) {
 		t.Error("a refused message reached the broker")
 	}
 }
+
+// goneQueues publishes until the caller gives up, as a broker confirm does for a client that hung up.
+type goneQueues struct{ fakeQueues }
+
+func (*goneQueues) Publish(ctx context.Context, _ string, _ []byte) (stores.PublishResult, error) {
+	<-ctx.Done()
+	return stores.PublishResult{}, ctx.Err()
+}
+
+// A client that hung up mid-request is nobody's failure: logged as 499, not a 5xx, and no
+// dependency is blamed.
+func TestAClientThatHungUpIsA499NotAFailure(t *testing.T) {
+	w := newWorld(t, func(d *Deps) { d.Queues = &goneQueues{} })
+	ctx, hangUp := context.WithCancel(context.Background())
+	hangUp()
+	req := httptest.NewRequest(http.MethodPost, "/examples/messaging/queues/q/messages", strings.NewReader(`{"a":1}`)).WithContext(ctx)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	w.handler.ServeHTTP(rec, req)
+	if rec.Code != StatusClientClosedRequest {
+		t.Fatalf("status %d, want %d", rec.Code, StatusClientClosedRequest)
+	}
+	logs := w.logs.String()
+	if !strings.Contains(logs, "client closed the request") || strings.Contains(logs, "dependency failed") || strings.Contains(logs, `"level":"ERROR"`) {
+		t.Fatalf("logs: %s", logs)
+	}
+}

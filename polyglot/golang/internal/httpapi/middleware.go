@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -220,11 +221,22 @@ func (a *api) problem(c *gin.Context, status int, detail, dependency string, err
 	problems.Write(c.Writer, p)
 }
 
+// StatusClientClosedRequest is the status logged for a request its client abandoned (nginx's
+// convention; no answer reaches the client).
+const StatusClientClosedRequest = 499
+
 // fail answers an error from a use case.
 func (a *api) fail(c *gin.Context, err error) {
 	var nf *apperr.NotFoundError
 	var inv *apperr.InvalidInputError
 	id := RequestID(c.Request.Context())
+	if errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil {
+		// The client hung up before the answer: nobody to answer, nothing failed. Logged (and
+		// counted) as nginx's 499 "client closed request", never as a 5xx.
+		a.Log.Info("client closed the request", "request_id", id, "path", c.Request.URL.Path)
+		c.AbortWithStatus(StatusClientClosedRequest)
+		return
+	}
 	if dep, ok := apperr.AsDependency(err); ok {
 		a.Log.Warn("dependency failed", "request_id", id, "dependency", dep.Dependency, "error", err, "path", c.Request.URL.Path)
 		if dep.Timeout {

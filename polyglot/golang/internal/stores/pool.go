@@ -345,6 +345,10 @@ func (p *Pool[C]) translate(ctx context.Context, what string, err error, client 
 		return err
 	case errors.As(err, &dep):
 		return err
+	case errors.Is(ctx.Err(), context.Canceled):
+		// The caller went away (its client hung up): the dependency did nothing wrong, so it is
+		// neither marked down nor its client reset; the error stays a cancellation.
+		return ctx.Err()
 	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || isNetTimeout(err):
 		if hasClient && p.d.OnError != nil {
 			p.d.OnError(client, err)

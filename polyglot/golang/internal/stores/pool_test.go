@@ -175,3 +175,27 @@ func TestOtherErrorsDoNotMarkTheDependencyDown(t *testing.T) {
 		}
 	}
 }
+
+// A caller that goes away (its client hung up) is no failure of the dependency: the error stays a
+// cancellation (the HTTP layer logs it as 499, not 503/504), the client is not reset and the
+// dependency is not marked down, even when the client knows its server is unreachable.
+func TestACallerGoneIsNotADependencyFailure(t *testing.T) {
+	srv := newServer(t)
+	client := &fakeClient{}
+	client.unreachable.Store(true)
+	resets := 0
+	pool := newTestPool(t, srv.addr, client)
+	pool.d.OnError = func(*fakeClient, error) { resets++ }
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
+	_, err := Run(ctx, pool, "publish", waitForDeadline)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled caller got %v, want context.Canceled", err)
+	}
+	if _, isDependency := apperr.AsDependency(err); isDependency {
+		t.Fatalf("a cancelled caller was reported as the dependency's failure: %v", err)
+	}
+	if pool.Down() || resets != 0 {
+		t.Fatalf("a cancelled caller marked the dependency down (%v) or reset its client (%d)", pool.Down(), resets)
+	}
+}

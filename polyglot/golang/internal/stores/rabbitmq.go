@@ -134,8 +134,17 @@ func withChannel[T any](ctx context.Context, r *Rabbit, fn func(*channel) (T, er
 	case res := <-done:
 		return res.v, res.err
 	case <-ctx.Done():
-		go func() { _ = r.conn.Close() }() // the broker is stuck: start afresh next time
+		r.resetIfStuck(ctx)
 		return zero, ctx.Err()
+	}
+}
+
+// resetIfStuck closes the connection when the operation's time ran out (the broker is stuck:
+// start afresh next time). A caller that went away is no sign of that: the connection carries
+// every other request's operations, so it stays, and the abandoned one finishes by itself.
+func (r *Rabbit) resetIfStuck(ctx context.Context) {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		go func() { _ = r.conn.Close() }()
 	}
 }
 
@@ -281,7 +290,7 @@ func (q *Queues) Consume(ctx context.Context, queue string, maxMessages int) (Co
 		select {
 		case <-ctx.Done():
 			r.release(c, true) // the channel closes: what it took goes back to the queue
-			go func() { _ = r.conn.Close() }()
+			r.resetIfStuck(ctx)
 			return taken{}, ctx.Err()
 		case out := <-done:
 			if out.err != nil {
