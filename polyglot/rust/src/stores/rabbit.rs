@@ -388,7 +388,13 @@ impl Rabbit {
                 .await
                 .map_err(|e| self.translate("publish", &e))?;
             match confirm {
-                Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+                Confirmation::Ack(None) => Ok(()),
+                // Every pooled channel is in confirm mode (`lease`): a publish without a confirm
+                // is never answered 202, as nothing says the broker has it.
+                Confirmation::NotRequested => Err(ApiError::unavailable(
+                    DEP,
+                    "publish: the channel gave no confirm",
+                )),
                 Confirmation::Ack(Some(_)) => Err(ApiError::NotFound(format!(
                     "no queue '{queue}' received the message"
                 ))),
