@@ -37,19 +37,52 @@ func IsMaskedKey(key string) bool {
 // client_token, private_key), but not secret_path or token_ttl.
 var sensitiveLogKey = regexp.MustCompile(`(?i)(?:^|[_\-.\s])(?:password|passwd|pwd|passphrase|secret|secret_id|role_id|token|client_token|apikey|api_key|authorization|private_key|credential|credentials|cookie|set_cookie|dsn|signature)$`)
 
+// sensitiveLogKeys remembers IsSensitiveLogKey's answer per key: a log's keys are the code's
+// own few names, and the regular expression is the costliest step of a log line otherwise.
+var sensitiveLogKeys sync.Map // string -> bool
+
 // IsSensitiveLogKey reports whether a log attribute's value must be masked whole.
 func IsSensitiveLogKey(key string) bool {
-	return sensitiveLogKey.MatchString(strings.ReplaceAll(key, "-", "_"))
+	if known, ok := sensitiveLogKeys.Load(key); ok {
+		return known.(bool)
+	}
+	sensitive := sensitiveLogKey.MatchString(strings.ReplaceAll(key, "-", "_"))
+	sensitiveLogKeys.Store(key, sensitive)
+	return sensitive
 }
 
+// patterns are the secret-looking texts. Each runs only on a text that holds what the pattern
+// cannot match without (`mayMatch`): an access line's path, method and request id hold none of
+// it, and running the four expressions on every value was a tenth of the Go API's CPU on a
+// cache GET (perf, docs/performance.md). A test holds each filter to its pattern.
 var patterns = []struct {
-	re   *regexp.Regexp
-	repl string
+	re       *regexp.Regexp
+	repl     string
+	mayMatch func(text string) bool
 }{
-	{regexp.MustCompile(`(?s)-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|$)`), "[REDACTED PRIVATE KEY]"},
-	{regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^\s:/@]+:[^\s/@]+@`), "${1}***@"},
-	{regexp.MustCompile(`\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9_\-]{20,}`), "[REDACTED TOKEN]"},
-	{regexp.MustCompile(`(?i)\b(password|passwd|pwd|secret_id|token)(\s*[=:]\s*)['"]?[^\s'",;]+['"]?`), "${1}${2}" + Mask},
+	{
+		regexp.MustCompile(`(?s)-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----.*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|$)`),
+		"[REDACTED PRIVATE KEY]",
+		func(text string) bool { return strings.Contains(text, "-----BEGIN ") },
+	},
+	{
+		regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^\s:/@]+:[^\s/@]+@`),
+		"${1}***@",
+		func(text string) bool { return strings.Contains(text, "://") && strings.Contains(text, "@") },
+	},
+	{
+		regexp.MustCompile(`\b(?:hv[sbr]|[sbr])\.[A-Za-z0-9_\-]{20,}`),
+		"[REDACTED TOKEN]",
+		func(text string) bool {
+			return strings.Contains(text, "s.") || strings.Contains(text, "b.") || strings.Contains(text, "r.")
+		},
+	},
+	{
+		regexp.MustCompile(`(?i)\b(password|passwd|pwd|secret_id|token)(\s*[=:]\s*)['"]?[^\s'",;]+['"]?`),
+		"${1}${2}" + Mask,
+		// Only the separator: (?i) folds more than strings.ToLower does (ſ matches s).
+		func(text string) bool { return strings.ContainsAny(text, "=:") },
+	},
 }
 
 const minKnownSecret = 6 // shorter values would mask innocent text everywhere
@@ -93,7 +126,9 @@ func (r *Redactor) Add(values ...string) {
 // Text redacts a string.
 func (r *Redactor) Text(text string) string {
 	for _, p := range patterns {
-		text = p.re.ReplaceAllString(text, p.repl)
+		if p.mayMatch(text) {
+			text = p.re.ReplaceAllString(text, p.repl)
+		}
 	}
 	r.mu.RLock()
 	replacer := r.replacer

@@ -70,3 +70,37 @@ func TestHandlerRedactsEveryLogLine(t *testing.T) {
 		t.Errorf("no mask in %s", out)
 	}
 }
+
+// Each pattern's filter is a condition the pattern cannot match without: on texts chosen to
+// sit at each filter's edge, filtered and unfiltered redaction give the same text.
+func TestFiltersNeverSkipAMatch(t *testing.T) {
+	texts := []string{
+		"", "/examples/cache/prof-key", "GET", "127.0.0.1:54321", "0f8e2c1a-1b2c-4d3e-8f9a-0123456789ab",
+		"-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----abc",
+		"redis://user:pa55word@host:6379/0", "amqps://u:p@h/", "x://a:b@", "no scheme user:pass@host",
+		"hvs.CAESIJ0123456789abcdefghijklmnop", "s.0123456789abcdefghijklmn", "b.0123456789abcdefghijklmn",
+		"r.0123456789abcdefghijklmn", "hvb.0123456789abcdefghijklmn", "S.0123456789abcdefghijklmn",
+		"password=topsecret", "PASSWORD: 'x y'", "Token=abc", "paſſword=abc", "to\u212Aen: abc", "secret_id=1",
+		"pwd := value", "no separator password secret", "token", "a;token=b,c",
+	}
+	for _, text := range texts {
+		filtered, plain := text, text
+		for _, p := range patterns {
+			if p.mayMatch(filtered) {
+				filtered = p.re.ReplaceAllString(filtered, p.repl)
+			}
+			plain = p.re.ReplaceAllString(plain, p.repl)
+		}
+		if filtered != plain {
+			t.Errorf("%q: filtered %q, unfiltered %q", text, filtered, plain)
+		}
+	}
+}
+
+func TestIsSensitiveLogKeyAnswersTheSameTwice(t *testing.T) {
+	for _, key := range []string{"password", "X-Vault-Token", "path", "secret_path"} {
+		if first, second := IsSensitiveLogKey(key), IsSensitiveLogKey(key); first != second {
+			t.Errorf("%q: %v then %v", key, first, second)
+		}
+	}
+}
