@@ -713,6 +713,13 @@ impl Vault {
             .send(operation, method.clone(), path, None, true, missing_ok)
             .await
         {
+            // A login replaced the token while this call was in flight: the refusal was the old
+            // token's (asking Vault about the new one would say it is fine), so ask again.
+            Err(VaultError::Status { status: 403, .. }) if self.generation() != generation => {
+                return self
+                    .send(operation, method, path, None, true, missing_ok)
+                    .await;
+            }
             Err(VaultError::Status { status: 403, .. }) if self.token_is_invalid().await => {}
             other => return other,
         }

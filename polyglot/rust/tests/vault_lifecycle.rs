@@ -13,7 +13,7 @@ use serde_json::json;
 use devstack_rust::config::Settings;
 use devstack_rust::masking::Redactor;
 use devstack_rust::metrics::Metrics;
-use devstack_rust::vault::{Vault, VaultError, VaultProbe};
+use devstack_rust::vault::{Action, Vault, VaultError, VaultProbe};
 
 #[derive(Default)]
 struct Fake {
@@ -25,6 +25,8 @@ struct Fake {
     ttl: u64,
     sealed: bool,
     health_calls: u32,
+    /// A read of `after-a-new-login` has arrived and waits for the client's next login.
+    read_waiting: bool,
 }
 
 type Shared = web::Data<Mutex<Fake>>;
@@ -72,6 +74,15 @@ async fn lookup(state: Shared, req: HttpRequest) -> HttpResponse {
 }
 
 async fn kv(state: Shared, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    if path.as_str() == "after-a-new-login" && !state.lock().expect("state").read_waiting {
+        // The first read is answered once the client has logged in again: the token it was sent
+        // with is refused then.
+        let logins = state.lock().expect("state").logins;
+        state.lock().expect("state").read_waiting = true;
+        while state.lock().expect("state").logins == logins {
+            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
     let s = state.lock().expect("state");
     if token_of(&req) != s.token || path.as_str() == "forbidden" {
         return HttpResponse::Forbidden().json(json!({"errors": ["permission denied"]}));
@@ -231,4 +242,36 @@ async fn the_health_probe_asks_vault_each_time_without_a_token() {
     // Nothing listens on port 9 (discard): refused at once.
     let gone = client("127.0.0.1:9".parse().expect("addr"), "good-secret-id");
     assert_eq!(gone.probe().await, VaultProbe::Unreachable);
+}
+
+#[actix_web::test]
+async fn a_refusal_of_a_token_replaced_in_flight_is_asked_again() {
+    // The keeper's login replaced the token while a read was in flight with the old one: the read
+    // is asked again with the new token, not failed (a lookup of the new token says it is fine).
+    let (server, state) = fake_vault(3600, 100);
+    let vault = client(server, "good-secret-id");
+    vault.start().await.expect("login");
+    let reader = {
+        let vault = vault.clone();
+        actix_web::rt::spawn(async move { vault.kv_read("after-a-new-login").await })
+    };
+    for _ in 0..1000 {
+        if state.lock().expect("state").read_waiting {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        state.lock().expect("state").read_waiting,
+        "the read never arrived"
+    );
+    vault
+        .refresh(Action::Login, vault.generation())
+        .await
+        .expect("login");
+    let read = reader.await.expect("the reader");
+    assert!(
+        read.expect("asked again with the new token").is_some(),
+        "the secret was read"
+    );
 }
