@@ -12,7 +12,7 @@ Usage:
 
 wrk is the load generator, as for `./devstack bench` (one thread; its own file-descriptor limit
 is raised to the connections needed). Exits non-zero when an app misses the target, or when the
-burst got an answer other than 200 (wrk's own count).
+burst got an answer other than 200 (the benchmark's wrk script counts them).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import threading
 import time
@@ -32,30 +31,23 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_apps import app_pid, rss_mb, stack_status  # a script beside this one
 
+from devstack_cli.bench import SCENARIOS, run_wrk
+
 RETURN_TARGET_MB = 10.0
 KEY = "burst-memory"
 
 
-def wrk(url: str, connections: int, seconds: int) -> dict[str, int]:
-    """Requests and answers other than 2xx/3xx that wrk counted."""
-    done = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", url],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"wrk failed ({done.returncode}): {done.stderr.strip()[:300]}")
-    requests = non_2xx = errors = 0
-    for line in done.stdout.splitlines():
-        words = line.split()
-        if "requests in" in line:
-            requests = int(words[0])
-        elif line.strip().startswith("Non-2xx or 3xx responses:"):
-            non_2xx = int(words[-1])
-        elif line.strip().startswith("Socket errors:"):
-            errors = sum(int(w.strip(",")) for w in words if w.strip(",").isdigit())
-    return {"requests": requests, "non_2xx": non_2xx, "socket_errors": errors}
+def wrk(base: str, connections: int, seconds: int) -> dict[str, int]:
+    """Cache GETs of KEY: requests, answers other than 2xx and socket errors, from the
+    benchmark's own wrk run (`devstack_cli.bench.run_wrk`)."""
+    path = f"/examples/cache/{KEY}"
+    raw = run_wrk(base, SCENARIOS["cache_get"], [path], connections, seconds, None)
+    statuses = {int(k): int(v) for k, v in raw["statuses"].items()}
+    return {
+        "requests": int(raw["requests"]),
+        "non_2xx": sum(v for k, v in statuses.items() if not 200 <= k < 300),
+        "socket_errors": sum(int(v) for k, v in raw["socket_errors"].items() if k != "status"),
+    }
 
 
 def measure(app: str, port: int, pid: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -63,8 +55,7 @@ def measure(app: str, port: int, pid: int, args: argparse.Namespace) -> dict[str
     put = httpx.put(f"{base}/examples/cache/{KEY}", json={"value": "x" * 64}, timeout=10)
     if put.status_code not in (200, 201):
         raise SystemExit(f"{app}: PUT /examples/cache/{KEY} answered {put.status_code}")
-    url = f"{base}/examples/cache/{KEY}"
-    warm = wrk(url, 16, 5)
+    warm = wrk(base, 16, 5)
     before = rss_mb(pid)
     peak = before
     stop = threading.Event()
@@ -77,7 +68,7 @@ def measure(app: str, port: int, pid: int, args: argparse.Namespace) -> dict[str
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        burst = wrk(url, args.connections, args.duration)
+        burst = wrk(base, args.connections, args.duration)
     finally:
         stop.set()
         sampler.join()
