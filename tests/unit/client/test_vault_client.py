@@ -44,6 +44,37 @@ async def test_a_refused_token_is_replaced_once_for_many_concurrent_callers() ->
         assert fake.issued == 2, "one login for all ten callers"
 
 
+async def test_a_refusal_of_a_token_replaced_in_flight_is_asked_again() -> None:
+    # A read sent with the old token is answered 403 only after another caller's login replaced
+    # that token: asking Vault about the (new) token would hear it is fine, yet the read must not
+    # fail as a permission error.
+    fake = FakeVault()
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/secret/data/postgres" and not held.is_set():
+            held.set()
+            await release.wait()
+        return fake.handler(request)
+
+    settings = fake_vault_settings()
+    async with VaultClient(settings, transport=httpx.MockTransport(handler)) as vault:
+        first = asyncio.create_task(vault.kv_read("postgres"))
+
+        async def in_flight() -> bool:
+            return held.is_set()
+
+        await wait_for(in_flight, timeout=10, what="the first read in flight", interval=0.01)
+        fake.tokens.clear()  # the token dies while the first read is in flight
+        assert await vault.kv_read("other") is None  # a 403, a check, a new login
+        assert fake.issued == 2
+        release.set()
+        secret = await first
+        assert secret is not None
+        assert fake.issued == 2, "the in-flight read needed no login of its own"
+
+
 async def test_a_genuine_permission_denied_does_not_log_in_again() -> None:
     fake = FakeVault()
     async with client_for(fake) as vault:

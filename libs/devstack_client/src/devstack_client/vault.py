@@ -505,8 +505,19 @@ class VaultClient:
                     operation, method, path, body, auth=True, missing_ok=missing_ok
                 )
             except VaultError as exc:
-                if exc.status != 403 or self._static or not await self._token_is_invalid():
+                if exc.status != 403 or self._static:
                     raise
+                token_is_fine = self._generation == generation and not (
+                    await self._token_is_invalid()
+                )
+                if token_is_fine and self._generation == generation:
+                    raise  # a genuine permission error
+                if self._generation != generation:
+                    # A login replaced the token while this call (or its check) was in flight:
+                    # the refusal was the old token's, so ask again with the new one.
+                    return await self._send(
+                        operation, method, path, body, auth=True, missing_ok=missing_ok
+                    )
             self._dead_generation = generation
         # The token is known dead: log in first (held back while refused credentials wait).
         await self._refresh("login", generation)
