@@ -51,6 +51,9 @@ class FakeVault {
   loginDelay = 0;
   policies = ["app"];
   healthChecks = 0;
+  /** When set, the next secret read waits for `released` (after calling `held`) before Vault
+   *  looks at its token. */
+  readGate: { held: () => void; released: Promise<void> } | undefined;
   sealed = false;
 
   async start(): Promise<void> {
@@ -67,6 +70,12 @@ class FakeVault {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     req.resume();
     await once(req, "end");
+    const gate = this.readGate;
+    if (gate !== undefined && req.url === "/v1/secret/data/postgres") {
+      this.readGate = undefined;
+      gate.held();
+      await gate.released;
+    }
     if (!this.up) {
       req.socket.destroy();
       return;
@@ -164,6 +173,30 @@ describe("the Vault client against a fake Vault", () => {
       assert.equal(vault.logins - before, 1, "one login for ten refused requests");
     } finally {
       vault.loginDelay = 0;
+      await client.close();
+    }
+  });
+
+  it("asks again when a login replaced the token while the call was in flight", async () => {
+    const client = new VaultClient(settingsFor(vault));
+    await client.start();
+    let release = (): void => undefined;
+    try {
+      const before = vault.logins;
+      const inFlight = new Promise<void>((held) => {
+        vault.readGate = { held, released: new Promise<void>((r) => (release = r)) };
+      });
+      const first = client.kvRead("postgres");
+      await inFlight;
+      vault.revokeAll(); // the token dies while the first read is in flight
+      assert.equal(await client.kvRead("other"), undefined, "a 403, a check, a new login");
+      assert.equal(vault.logins - before, 1);
+      release();
+      assert.equal((await first)?.data.password, "pw-from-vault");
+      assert.equal(vault.logins - before, 1, "the in-flight read needed no login of its own");
+    } finally {
+      release();
+      vault.readGate = undefined;
       await client.close();
     }
   });

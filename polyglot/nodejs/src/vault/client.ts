@@ -262,15 +262,19 @@ export class VaultClient {
 
   // -- requests -----------------------------------------------------------------------------
 
-  /** An authenticated call; a refused token is checked, replaced and the call retried once. */
+  /** An authenticated call; a refused token is checked, replaced and the call retried once. A
+   *  refusal of a token that a login replaced while the call (or its check) was in flight was the
+   *  old token's: the call is simply made again with the new one. */
   private async call(operation: string, method: string, path: string, body?: Json, missingOk = false): Promise<Json | undefined> {
     const generation = this.generationNo;
     try {
       return await this.send(operation, method, path, body, { auth: true, missingOk });
     } catch (error) {
-      if (!(error instanceof VaultError) || error.httpStatus !== 403 || !(await this.tokenIsInvalid())) throw error;
+      if (!(error instanceof VaultError) || error.httpStatus !== 403) throw error;
+      const tokenIsFine = this.generationNo === generation && !(await this.tokenIsInvalid());
+      if (tokenIsFine && this.generationNo === generation) throw error; // a genuine permission error
     }
-    await this.refresh("login", generation);
+    await this.refresh("login", generation); // nothing to do when a login already replaced it
     return this.send(operation, method, path, body, { auth: true, missingOk });
   }
 
