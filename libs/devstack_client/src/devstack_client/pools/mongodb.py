@@ -12,8 +12,11 @@ from pymongo.server_type import SERVER_TYPE
 
 from devstack_client import tuning
 from devstack_client.health import CheckOutcome
+from devstack_client.pools import mongodb_connect
 from devstack_client.pools.base import ManagedPool, connection_counts, tls_enabled
 from devstack_client.vault import VaultSecret
+
+mongodb_connect.install()  # no socket left open by a cancelled connect (PYTHON-5867)
 
 
 class _MongoPoolCounter(monitoring.ConnectionPoolListener):
