@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from devstack_cli.plan import Condition, Probe, ProcessSpec
 from devstack_cli.servers.base import Exec, Launch, PlanContext
@@ -121,15 +122,36 @@ def redis_cli(ctx: Launch, port: int, *args: str) -> str:
     return result.stdout
 
 
-def cluster_info(ctx: Launch, port: int) -> dict[str, str]:
-    lines = redis_cli(ctx, port, "cluster", "info").splitlines()
-    return dict(line.strip().split(":", 1) for line in lines if ":" in line)
+def loaded_cluster_info(ask: Callable[[], str], node: str, deadline: float) -> dict[str, str]:
+    """The fields of CLUSTER INFO, as `ask()` gets its reply from `node`.
+
+    A node still loading its data set (after a restart, its AOF) answers `LOADING ...` instead,
+    and redis-cli exits 0 on such an error reply: asked again until `deadline`. Read as an
+    answer, it would look like a node without slots. Any other error reply is raised."""
+    while True:
+        reply = ask()
+        info = dict(line.strip().split(":", 1) for line in reply.splitlines() if ":" in line)
+        if "cluster_state" in info:
+            return info
+        if not reply.startswith("LOADING"):
+            raise RuntimeError(f"{node} answered CLUSTER INFO with: {reply.strip()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{node} was still loading its data after {CLUSTER_TIMEOUT:.0f}s")
+        time.sleep(0.2)
+
+
+def cluster_info(ctx: Launch, port: int, deadline: float) -> dict[str, str]:
+    """CLUSTER INFO of the node on TLS port `port`, once it has loaded its data."""
+    return loaded_cluster_info(
+        lambda: redis_cli(ctx, port, "cluster", "info"), f"the node on port {port}", deadline
+    )
 
 
 def ensure_cluster(ctx: Launch) -> None:
     """Create the cluster if no node has slots yet; then wait for cluster_state:ok everywhere."""
     ports = [ctx.port("tls", i) for i in range(ctx.service.instances)]
-    infos = [cluster_info(ctx, port) for port in ports]
+    deadline = time.monotonic() + CLUSTER_TIMEOUT
+    infos = [cluster_info(ctx, port, deadline) for port in ports]
     assigned = [int(info.get("cluster_slots_assigned", "0")) for info in infos]
     if not any(assigned):
         print(f"creating the cluster on TLS ports {ports}", flush=True)
@@ -148,7 +170,7 @@ def ensure_cluster(ctx: Launch) -> None:
         )
     deadline = time.monotonic() + CLUSTER_TIMEOUT
     while True:
-        states = [cluster_info(ctx, port).get("cluster_state") for port in ports]
+        states = [cluster_info(ctx, port, deadline).get("cluster_state") for port in ports]
         if all(state == "ok" for state in states):
             print("cluster_state:ok on every node", flush=True)
             return
