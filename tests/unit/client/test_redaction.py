@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 from collections.abc import Iterator
 
 import pytest
 import structlog
 
 from devstack_client import MASK, Redactor, configure_logging, mask_secret_data
-from devstack_client.redaction import is_sensitive_key
+from devstack_client.redaction import _PATTERNS, is_sensitive_key
 
 PEM = (
     "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx5\nabc/def+==\n-----END RSA PRIVATE KEY-----"
@@ -136,3 +137,49 @@ def test_a_long_value_is_redacted_in_linear_time() -> None:
     assert Redactor().redact_text(word) == word
     with_url = word + " redis://default:pw123456@host:6379 " + word
     assert "pw123456" not in Redactor().redact_text(with_url)
+
+
+def unfiltered(text: str) -> str:
+    """What redact_text did before its patterns had literals to look for: every pattern, always."""
+    for pattern, replacement, _ in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+EDGES = [
+    PEM,
+    "-----BEGIN PRIVATE KEY-----cut short",
+    "-----BEGINPRIVATE KEY-----",
+    "postgres://user:pw@host/db",
+    "amqps://u:p@h and HTTP://x:y@z",
+    "no scheme user:pw@host",
+    "hvs.AAAAAAAAAAAAAAAAAAAAAAAAAA",
+    "token s.ABCDEFGHIJKLMNOPQRSTUVWX, b.ABCDEFGHIJKLMNOPQRSTUVWX r.ABCDEFGHIJKLMNOPQRSTUVWX",
+    "xs.ABCDEFGHIJKLMNOPQRSTUVWX",  # no word boundary before the prefix
+    "password=hunter22",
+    "PASSWORD : 'hunter22'",
+    "\u017fecret_id=abc",  # LATIN SMALL LETTER LONG S folds to "s" under (?i)
+    "\u212aey token: abc",  # KELVIN SIGN folds to "k"
+    'pwd="x y"',
+    "TOKEN\t=\tvalue;",
+    "/examples/cache/bench-options-31725",
+    "GET",
+    "7023bd49-fc6d-4e60-b574-d8b6c55004de",
+    "",
+]
+
+
+def test_a_pattern_skipped_for_a_missing_literal_could_not_have_matched() -> None:
+    # A literal check only skips work: on every text, the result is the unfiltered one.
+    alphabet = "sbrhv.:=@/-_ aA1 PASSWORD token \u017f\u212a BEGIN '\""
+    generator = random.Random(15)  # noqa: S311 (reproducible test texts, not secrets)
+    texts = [*EDGES]
+    for _ in range(3000):
+        length = generator.randint(0, 60)
+        texts.append("".join(generator.choice(alphabet) for _ in range(length)))
+    for _ in range(300):
+        a, b = generator.sample(EDGES, 2)
+        texts.append(a[: generator.randint(0, len(a))] + b[generator.randint(0, len(b)) :])
+    redactor = Redactor()
+    for text in texts:
+        assert redactor.redact_text(text) == unfiltered(text), text
