@@ -1,18 +1,18 @@
-"""What would cut the Python APIs' cost per request: code_first as the stack runs it (asyncio
-event loop, uvicorn's h11 parser, an access-log line per request) against the same app run by
-hand with httptools, with uvloop and httptools, and with both and no access log.
+"""What would cut the Python APIs' cost per request: code_first as the stack runs it, against the
+same app run by hand with other settings: the garbage collector's young-generation threshold
+(CPython's 700 against the 10,000 `devstack_web.server` serves with) and no access log.
 
     .venv/bin/python bench/python_options.py [--state-dir .devstack] [--port-offset 0]
         [--rounds 3] [--duration 6] [--json out.json]
 
 Needs a running stack with code_first. It copies code_first's environment (`<state>/envs/
-code_first`) to a temporary folder and installs uvloop and httptools into the copy (`uv pip`; the
-stack's environment is not touched), starts the variants on free ports with code_first's AppRole
-(HTTP only), then, each round, each variant in turn: `GET /examples/cache/{key}` and
-`GET /health` at 16 connections with wrk (warm-up 1 s, then `--duration` s), the server pinned to
-the first core and wrk to the second, and the server's CPU seconds per 1,000 requests from /proc:
-on a shared machine the CPU per request moves far less than the requests per second do. Prints
-the medians (and every round) as JSON; stops what it started.
+code_first`) to a temporary folder (the stack's environment is not touched), starts the variants
+from the working tree's code on free ports with code_first's AppRole (HTTP only), then, each
+round, each variant in turn: `GET /examples/cache/{key}` and `GET /health` at 16 connections with
+wrk (warm-up 1 s, then `--duration` s), the server pinned to the first core and wrk to the second,
+and the server's CPU seconds per 1,000 requests from /proc: on a shared machine the CPU per
+request moves far less than the requests per second do. Prints the medians (and every round,
+and each variant's resident memory at the end) as JSON; stops what it started.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from uv import find_uv_bin
 
 from devstack_cli.bench import (
     SCENARIOS,
@@ -45,7 +44,7 @@ from devstack_cli.bench import (
 
 APP = "code_first"
 RUN = "from code_first.__main__ import main; main()"
-UVLOOP = "import uvloop; uvloop.install(); " + RUN
+GC_DEFAULT = "import devstack_web.server as s; s.GC_YOUNG_THRESHOLD = 700; " + RUN
 
 
 def status(state_dir: Path, port_offset: int) -> dict[str, Any]:
@@ -61,6 +60,14 @@ def status(state_dir: Path, port_offset: int) -> dict[str, Any]:
     )
     report: dict[str, Any] = json.loads(done.stdout)
     return report
+
+
+def resident(pid: int) -> float:
+    """The process's resident memory (VmRSS), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def main() -> int:
@@ -88,11 +95,6 @@ def main() -> int:
         env_copy = tmp / "env"
         shutil.copytree(state / "envs" / APP, env_copy, symlinks=True)
         python = str(env_copy / "bin" / "python")
-        subprocess.run(
-            [find_uv_bin(), "pip", "install", "--quiet", "--python", python, "uvloop", "httptools"],
-            check=True,
-            timeout=300,
-        )
         base_env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", ""),
@@ -103,13 +105,11 @@ def main() -> int:
             "MALLOC_ARENA_MAX": "2",
             "PYDANTIC_DISABLE_PLUGINS": "1",
         }
-        variants: dict[str, tuple[str, int]] = {
-            "as the stack runs it (asyncio, h11)": (stack_url, stack_pid)
-        }
+        variants: dict[str, tuple[str, int]] = {"as the stack runs it": (stack_url, stack_pid)}
         for name, code, extra in (
-            ("httptools", RUN, {}),
-            ("uvloop + httptools", UVLOOP, {}),
-            ("uvloop + httptools, no access log", UVLOOP, {"DEVSTACK_API_LOG_LEVEL": "WARNING"}),
+            ("by hand, as served (young GC threshold 10,000)", RUN, {}),
+            ("young GC threshold 700 (CPython's default)", GC_DEFAULT, {}),
+            ("no access log", RUN, {"DEVSTACK_API_LOG_LEVEL": "WARNING"}),
         ):
             port = free_port()
             env = {**base_env, **extra, "DEVSTACK_API_HTTP_PORT": str(port)}
@@ -162,6 +162,7 @@ def main() -> int:
                 finally:
                     restore_affinity(saved)
         httpx.delete(f"{stack_url}/examples/cache/{key}", timeout=30)
+        resident_mb = {name: resident(pid) for name, (_, pid) in variants.items()}
     finally:
         for process in started:
             if process.poll() is None:
@@ -183,7 +184,7 @@ def main() -> int:
         }
         for name, by_scenario in figures.items()
     }
-    text = json.dumps(result, indent=2)
+    text = json.dumps({"variants": result, "resident_mb_after": resident_mb}, indent=2)
     print(text)
     if args.json:
         args.json.write_text(text + "\n")
