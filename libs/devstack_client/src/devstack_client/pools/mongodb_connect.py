@@ -35,6 +35,7 @@ def closing_on_cancel(connect: Connect) -> Connect:
     """`connect`, with the socket of an attempt whose caller was cancelled closed when it ends."""
 
     async def connect_closing_on_cancel(address: Address, options: PoolOptions) -> socket.socket:
+        """`connect(address, options)`, shielded; a cancelled caller leaves it to finish."""
         attempt = asyncio.ensure_future(connect(address, options))
         try:
             return await asyncio.shield(attempt)
