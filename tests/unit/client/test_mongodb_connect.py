@@ -13,15 +13,22 @@ import gc
 import socket
 import warnings
 from collections.abc import Iterator
+from typing import cast
 
 import pymongo
 import pytest
 from pymongo import AsyncMongoClient, pool_shared
 from pymongo.pool_options import PoolOptions
 
-from devstack_client.pools import mongodb as _installs_the_fix  # noqa: F401
 from devstack_client.pools import mongodb_connect
-from tests.support import wait_for
+from devstack_client.pools.mongodb import MongoPool
+from devstack_client.secretstore import SecretStore
+from devstack_client.tls import TrustStore
+from devstack_client.vault import VaultSecret
+from tests.support import fake_vault_settings, wait_for
+
+# What the MongoDB pool does before it builds its client (idempotent).
+mongodb_connect.install()
 
 
 @pytest.fixture
@@ -126,3 +133,18 @@ async def test_pymongo_itself_still_loses_the_socket_of_a_cancelled_connect(
         await asyncio.wait([attempt])
         del attempt  # with it the frame that held the socket
     assert unclosed, f"PyMongo {pymongo.version} closes it now"
+
+
+async def test_the_mongodb_pool_installs_the_wrapper_before_it_builds_a_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    unwrapped = getattr(pool_shared._async_create_connection, "wrapped", None)
+    assert unwrapped is not None
+    monkeypatch.setattr(pool_shared, "_async_create_connection", unwrapped)  # as PyMongo ships
+    pool = MongoPool(fake_vault_settings(), cast(SecretStore, None), cast(TrustStore, None))
+    data = {"user": "u", "password": "p", "database": "d", "tls_enabled": False}
+    handle = await pool._build(VaultSecret(path="mongodb", data=data, version=1))
+    try:
+        assert hasattr(pool_shared._async_create_connection, "wrapped")
+    finally:
+        await handle.client.close()

@@ -1,7 +1,9 @@
 """Memory tuning: measures an application opts into, once, at start-up.
 
 Importing devstack_client, or starting a `DevStackClient`, changes nothing global: without
-`tune_process()` every driver keeps its own defaults. An application that wants the measures
+`tune_process()` every driver keeps its own defaults. (One fix is not opt-in, being one every
+user needs: building the MongoDB pool makes PyMongo close the socket of a cancelled connect,
+`pools/mongodb_connect.py`.) An application that wants the measures
 below calls it once, before it starts its client (both reference apps do, in their `main`):
 
 ```python

@@ -16,8 +16,6 @@ from devstack_client.pools import mongodb_connect
 from devstack_client.pools.base import ManagedPool, connection_counts, tls_enabled
 from devstack_client.vault import VaultSecret
 
-mongodb_connect.install()  # no socket left open by a cancelled connect (PYTHON-5867)
-
 
 class _MongoPoolCounter(monitoring.ConnectionPoolListener):
     """Connection counts from PyMongo's pool events (CMAP)."""
@@ -82,6 +80,7 @@ class MongoPool(ManagedPool[MongoHandle]):
         s = self._settings
         counter = _MongoPoolCounter()
         tls = tls_enabled(secret)
+        mongodb_connect.install()  # no socket left open by a cancelled connect (PYTHON-5867)
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             host=host,
             port=port,

@@ -6,9 +6,10 @@ connect is pending (an operation's deadline, or `AsyncMongoClient.close()` stopp
 monitor), the socket is left to the garbage collector, which closes it with a `ResourceWarning`
 at a random later moment, in whatever code runs then (PYTHON-5867, still open in 4.20.1).
 
-`install()` wraps that function: the attempt runs shielded from the caller's cancellation, the
-caller is cancelled at once as before, and the attempt, which ends by itself within the connect
-timeout, has its socket closed when it succeeds. The wrapper relies only on the function's
+`install()`, called by the MongoDB pool before it builds a client, wraps that function: the
+attempt runs shielded from the caller's cancellation, the caller is cancelled at once as before,
+and the attempt, which ends by itself within the connect timeout, has its socket closed when it
+succeeds. The wrapper relies only on the function's
 contract (address and options in, a connected socket out), not on how PyMongo connects. One case
 stays open: an event loop that stops within the connect timeout of such an attempt cancels it too.
 Remove this when PyMongo closes the socket itself (the unit test of this module says when).
