@@ -22,19 +22,20 @@ import pytest
 
 from devstack_cli.servers.redis import loaded_cluster_info
 from devstack_cli.tools import require
+from tests.support import free_port, wait_for_sync
 
 
 def free_port_and_bus_port() -> int:
     """A free port whose cluster bus port (10000 above it) is free and exists too."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
+
+    def candidate() -> int | None:
+        port = free_port()
         if port + 10000 > 65535:
-            continue
+            return None
         with socket.socket() as bus:
-            if bus.connect_ex(("127.0.0.1", port + 10000)) != 0:
-                return port
+            return port if bus.connect_ex(("127.0.0.1", port + 10000)) != 0 else None
+
+    return wait_for_sync(candidate, 30, "a free port with a free bus port", interval=0)
 
 
 def cli(port: int, *args: str) -> str:
@@ -69,14 +70,11 @@ def node(folder: Path, port: int, *extra: str) -> Iterator[subprocess.Popen[byte
 
 
 def wait_answering(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while True:
+    def listening() -> bool:
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if time.monotonic() > deadline:
-            pytest.fail(f"redis-server on port {port} never listened")
-        time.sleep(0.05)
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for_sync(listening, 30, f"redis-server to listen on port {port}", interval=0.05)
 
 
 def test_a_node_loading_its_data_is_waited_for_not_read_as_empty(tmp_path: Path) -> None:
@@ -84,10 +82,12 @@ def test_a_node_loading_its_data_is_waited_for_not_read_as_empty(tmp_path: Path)
     with node(tmp_path, port):
         wait_answering(port)
         cli(port, "cluster", "addslotsrange", "0", "16383")
-        deadline = time.monotonic() + 60
-        while "cluster_state:ok" not in cli(port, "cluster", "info"):  # writable from then on
-            assert time.monotonic() < deadline, "the one-node cluster never became ok"
-            time.sleep(0.1)
+        wait_for_sync(  # writable from then on
+            lambda: "cluster_state:ok" in cli(port, "cluster", "info"),
+            60,
+            "the one-node cluster to be ok",
+            interval=0.1,
+        )
         # Values big enough (and not compressible) that loading spans many event-processing steps.
         for i in range(40):
             assert cli(port, "set", f"key{i}", os.urandom(1500).hex()).strip() == "OK"
