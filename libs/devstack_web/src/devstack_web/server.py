@@ -23,6 +23,7 @@ import gc
 import json
 import signal
 import uuid
+import weakref
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -130,19 +131,26 @@ def _coalesce_head_and_body(cycle: RequestResponseCycle) -> None:
     it comes; with TCP_NODELAY that is two system calls and two packets per response, about a
     third of the CPU of a `/health` answer in the profile (docs/performance.md). The head is held
     only until the next message of the same response, which every response sends at once."""
-    send = cycle.send
+    send = RequestResponseCycle.send
+    # The cycle holds this function, so it reaches the cycle through a weak reference: a strong
+    # one would make a reference cycle of every request, left to the garbage collector (uvicorn
+    # breaks its own, `on_response`, when the request ends).
+    cycle_ref = weakref.ref(cycle)
     real = cycle.transport
     held = _Held()
 
     async def send_coalesced(message: Any) -> None:
+        cycle = cycle_ref()
+        if cycle is None:
+            raise RuntimeError("send after the request ended")
         if not held.chunks and (
             cycle.response_started or message.get("type") != "http.response.start"
         ):
-            await send(message)
+            await send(cycle, message)
             return
         cycle.transport = held  # type: ignore[assignment]
         try:
-            await send(message)
+            await send(cycle, message)
         finally:
             cycle.transport = real
         if message.get("type") == "http.response.start" and not held.closed:
