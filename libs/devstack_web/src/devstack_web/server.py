@@ -7,19 +7,18 @@ lifespan closes the client. Without TLS files, only HTTP is served (logged).
 
 The server settings (issue 15, measured in docs/performance.md): the event loop is uvloop's,
 the HTTP/1.1 parser httptools (`ProblemHttpToolsProtocol`), and uvicorn writes no access line:
-`EdgeMiddleware` logs each request once, with its request id, status and duration. While serving,
-the garbage collector's youngest generation is collected every `GC_YOUNG_THRESHOLD` allocations
-instead of CPython's 700 (a request leaves little cyclic garbage; collecting it 14 times less
-often saved 8 to 10 % of the CPU per cache GET, with no change in resident memory). A request the
-parser refuses is answered with a 400 problem document, not uvicorn's plain text; a header
-block (request line included) over `MAX_HEAD_BYTES` is refused the same way, as h11 did.
+`EdgeMiddleware` logs each request once, with its request id, status and duration. A request
+leaves no reference cycle (a test holds it), so reference counting frees it at once: under many
+connections, cycles reach the garbage collector's older generations first and hold their memory
+(docs/apps.md#memory-after-a-burst-of-connections). A request the parser refuses is answered
+with a 400 problem document, not uvicorn's plain text; a header block (request line included)
+over `MAX_HEAD_BYTES` is refused the same way, as h11 did.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import signal
 import uuid
@@ -38,9 +37,6 @@ from devstack_web.problems import PROBLEM_MEDIA_TYPE, problem_body
 from devstack_web.settings import WebSettings
 
 PARSE_ERROR_DETAIL = "The request is not valid HTTP/1.1."
-# Allocations (less deallocations) of container objects between two collections of the youngest
-# generation; CPython's default is 700.
-GC_YOUNG_THRESHOLD = 10_000
 # h11's default limit on an incomplete event (the request line and headers), which uvicorn
 # applied before httptools; httptools itself has none.
 MAX_HEAD_BYTES = 16 * 1024
@@ -230,25 +226,8 @@ def _configs(app: FastAPI, settings: WebSettings) -> list[uvicorn.Config]:
     return configs
 
 
-@contextlib.contextmanager
-def young_generation_threshold(threshold: int) -> Iterator[None]:
-    """Collect the garbage collector's youngest generation every `threshold` allocations, within
-    the block (the older generations' thresholds are kept)."""
-    previous = gc.get_threshold()
-    gc.set_threshold(threshold, *previous[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*previous)
-
-
 async def serve_async(app: FastAPI, settings: WebSettings | None = None) -> None:
     """Serve `app` on the running loop until a signal, inside its lifespan (run once)."""
-    with young_generation_threshold(GC_YOUNG_THRESHOLD):
-        await _serve(app, settings)
-
-
-async def _serve(app: FastAPI, settings: WebSettings | None) -> None:
     settings = settings or getattr(app.state, "web_settings", None) or WebSettings()
     configure_logging(settings.log_level)
     configs = _configs(app, settings)
