@@ -26,6 +26,7 @@ from devstack_web import WebSettings, contract_router, create_app
 from devstack_web.edge import _log_access
 from devstack_web.server import (
     MAX_HEAD_BYTES,
+    Admission,
     ProblemHttpToolsProtocol,
     _configs,
     run,
@@ -52,6 +53,22 @@ async def nothing() -> None:
 @router.get("/examples/loop")
 async def loop_kind() -> dict[str, str]:
     return {"loop": type(asyncio.get_running_loop()).__module__}
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "healthy"}
+
+
+# What the /examples/held route has seen: requests that entered it, and the event releasing them.
+HELD: dict[str, Any] = {}
+
+
+@router.get("/examples/held")
+async def held() -> dict[str, bool]:
+    HELD["entered"] += 1
+    await HELD["release"].wait()
+    return {"released": True}
 
 
 class FakeClient:
@@ -191,6 +208,75 @@ def test_the_fast_access_line_is_the_line_logging_would_write(
     assert fast["request_id"] == "[REDACTED TOKEN]"
 
 
+def test_requests_beyond_the_limit_wait_before_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With two places in the app, the third and fourth requests wait for them; /health answers
+    meanwhile; a request whose client left while it waited never reaches the app."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    admission = Admission(2)
+    monkeypatch.setattr(ProblemHttpToolsProtocol, "admission", admission)
+    port = free_port()
+    settings = WebSettings(http_port=port)
+    app = create_app("code_first", [router], settings=settings, client_factory=fake_client)
+    seen: dict[str, Any] = {}
+    request = b"GET /examples/held HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+    async def main() -> None:
+        from devstack_web import serve_async
+
+        HELD.update(entered=0, release=asyncio.Event())
+        server = asyncio.create_task(serve_async(app, settings))
+
+        async def up() -> bytes | None:
+            try:
+                return await exchange(
+                    port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
+            except OSError:
+                return None  # not listening yet
+
+        await wait_for(up, 10, "the server to listen", interval=0.05)
+        try:
+            answers = [asyncio.create_task(exchange(port, request)) for _ in range(4)]
+            await wait_for(
+                lambda: _true(len(admission.waiting) == 2),
+                10,
+                "two requests waiting",
+                interval=0.02,
+                detail=lambda: (HELD["entered"], len(admission.waiting)),
+            )
+            _, leaving = await asyncio.open_connection("127.0.0.1", port)
+            leaving.write(request)
+            await wait_for(lambda: _true(len(admission.waiting) == 3), 10, "a third", interval=0.02)
+            leaving.close()
+            await wait_for(
+                lambda: _true(admission.waiting[-1][1].disconnected),
+                10,
+                "it to leave",
+                interval=0.02,
+            )
+            seen["entered while held"] = HELD["entered"]
+            health = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            seen["health while held"] = await exchange(port, health)
+            HELD["release"].set()
+            seen["answers"] = await asyncio.wait_for(asyncio.gather(*answers), 10)
+            seen["entered"] = HELD["entered"]
+        finally:  # a failure above must not leave the held requests and the server running
+            HELD["release"].set()
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.wait_for(server, 10)
+
+    run(main())
+    assert seen["entered while held"] == 2
+    assert seen["health while held"].startswith(b"HTTP/1.1 200 ")
+    assert [a.split(b"\r\n", 1)[0] for a in seen["answers"]] == [b"HTTP/1.1 200 OK"] * 4
+    assert seen["entered"] == 4, "the request whose client left was not run"
+    assert (admission.running, len(admission.waiting)) == (0, 0)
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
 # Modules whose objects a request creates on the server's side.
 SERVER_SIDE = ("uvicorn", "starlette", "fastapi", "devstack_web", "devstack_client")
 
@@ -214,7 +300,9 @@ def test_a_request_leaves_no_reference_cycle(monkeypatch: pytest.MonkeyPatch) ->
 
         async def up() -> bytes | None:
             try:
-                return await exchange(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                return await exchange(
+                    port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                )
             except OSError:
                 return None  # not listening yet
 

@@ -23,6 +23,7 @@ import json
 import signal
 import uuid
 import weakref
+from collections import deque
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from devstack_client import configure_logging, uvicorn_log_config
+from devstack_web.contract import SERVICE_LINKS
 from devstack_web.problems import PROBLEM_MEDIA_TYPE, problem_body
 from devstack_web.settings import WebSettings
 
@@ -40,6 +42,12 @@ PARSE_ERROR_DETAIL = "The request is not valid HTTP/1.1."
 # h11's default limit on an incomplete event (the request line and headers), which uvicorn
 # applied before httptools; httptools itself has none.
 MAX_HEAD_BYTES = 16 * 1024
+
+# Requests the app works on at once, in this process (both servers); more wait before the app,
+# in arrival order, with only their parsed head (the `Admission` class).
+MAX_REQUESTS_IN_APP = 128
+# Answered without waiting: liveness and the metrics must answer while the app is saturated.
+UNQUEUED_PATHS = frozenset({SERVICE_LINKS["health"], SERVICE_LINKS["metrics"]})
 
 log = structlog.get_logger("devstack_web")
 
@@ -50,12 +58,63 @@ class HeadTooLarge(Exception):
     """Raised from a parser callback: httptools turns it into HttpParserCallbackError."""
 
 
+class Admission:
+    """At most `limit` requests in the app at once; the others wait, first come first in.
+
+    A request waiting here holds its connection and its parsed head (a few kilobytes); one in the
+    app also holds its middleware and route frames, its scope's objects and its place in a pool's
+    queue (about 17 KB more, docs/apps.md#memory-after-a-burst-of-connections). Under 500
+    connections that was most of the memory a burst left behind, since Python's allocator keeps
+    an arena while any object in it lives. Admitting fewer does not lower the throughput: the
+    pools already bound the work in progress (a few connections each), so the extra requests only
+    queued inside the app. Like granian's `backpressure` setting, and unlike uvicorn's
+    `limit_concurrency`, nothing is refused; a request whose client went away while it waited is
+    dropped unanswered. The trade-off: when a dependency hangs (not refuses), up to `limit` of
+    its requests occupy the app until their operation timeout, and other routes wait behind
+    them, where without the limit they would run beside them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self.waiting: deque[tuple[ProblemHttpToolsProtocol, RequestResponseCycle, Any]] = deque()
+
+    def start(
+        self, protocol: ProblemHttpToolsProtocol, cycle: RequestResponseCycle, app: Any
+    ) -> None:
+        """Run the request now, or once a place is free (`UNQUEUED_PATHS` run now)."""
+        if self.running >= self.limit and cycle.scope["path"] not in UNQUEUED_PATHS:
+            self.waiting.append((protocol, cycle, app))
+        else:
+            self._run(protocol, cycle, app)
+
+    def _run(
+        self, protocol: ProblemHttpToolsProtocol, cycle: RequestResponseCycle, app: Any
+    ) -> None:
+        self.running += 1
+
+        async def counted(scope: Any, receive: Any, send: Any) -> None:
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.running -= 1
+                self._next()
+
+        protocol.start_admitted(cycle, counted)
+
+    def _next(self) -> None:
+        while self.waiting and self.running < self.limit:
+            protocol, cycle, app = self.waiting.popleft()
+            if not cycle.disconnected:
+                self._run(protocol, cycle, app)
+
+
 class ProblemHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, answering a request it cannot parse (a malformed request
     line or header, a header block over `MAX_HEAD_BYTES`) with a problem document instead of
     uvicorn's plain-text "Invalid HTTP request received."; the connection is then closed."""
 
     _head_bytes = 0
+    admission = Admission(MAX_REQUESTS_IN_APP)  # one per process: both servers share it
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,6 +143,10 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        self.admission.start(self, cycle, app)
+
+    def start_admitted(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """Start the request's task: `Admission` has given it a place in the app."""
         _coalesce_head_and_body(cycle)
         super()._start_asgi_task(cycle, app)
 
