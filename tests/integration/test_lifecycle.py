@@ -72,6 +72,10 @@ async def test_lifecycle(own_stack: StackUnderTest) -> None:
     assert again.returncode == 0
     assert "already running" in again.stdout
     assert "nothing to do" in again.stdout
+    bigger = s.cli("up", "--profile", "standard")  # asks for services the running stack lacks
+    assert bigger.returncode == 2, bigger.stdout + bigger.stderr
+    assert "without" in bigger.stderr, bigger.stderr
+    assert "devstack down" in bigger.stderr, bigger.stderr
 
     pids = [
         p["pid"]

@@ -160,6 +160,15 @@ def up(
     snapshot = engine.status(s)
     if snapshot is not None:
         states = snapshot.services()
+        running = {state.name for state in states}
+        missing = [name for name in services if name not in running]
+        if missing:
+            fail(
+                f"the stack is running with profile {snapshot.profile}, without "
+                f"{', '.join(missing)}: run `devstack down`, then `devstack up --profile "
+                f"{profile}` (the data is kept)",
+                EXIT_USAGE,
+            )
         out.print(f"the stack is already running (profile {snapshot.profile}): nothing to do")
         out.print(status_table(states, s))
         raise typer.Exit(0 if all_healthy(states) else EXIT_FAILED)
