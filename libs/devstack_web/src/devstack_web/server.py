@@ -10,9 +10,10 @@ the HTTP/1.1 parser httptools (`ProblemHttpToolsProtocol`), and uvicorn writes n
 `EdgeMiddleware` logs each request once, with its request id, status and duration. A request
 leaves no reference cycle (a test holds it), so reference counting frees it at once: under many
 connections, cycles reach the garbage collector's older generations first and hold their memory
-(docs/apps.md#memory-after-a-burst-of-connections). A request the parser refuses is answered
-with a 400 problem document, not uvicorn's plain text; a header block (request line included)
-over `MAX_HEAD_BYTES` is refused the same way, as h11 did.
+(docs/apps.md#memory-after-a-burst-of-connections). At most `MAX_REQUESTS_IN_APP` requests
+are in the app at once; the others wait before it (`Admission`). A request the parser refuses
+is answered with a 400 problem document, not uvicorn's plain text; a header block (request line
+included) over `MAX_HEAD_BYTES` is refused the same way, as h11 did.
 """
 
 from __future__ import annotations
