@@ -5,6 +5,7 @@ of our own per request, with the request id (issue 15)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import io
 import json
@@ -62,13 +63,17 @@ async def health() -> dict[str, str]:
 
 # What the /examples/held route has seen: requests that entered it, and the event releasing them.
 HELD: dict[str, Any] = {}
+# Set by each held request: a request must not find it set by another one.
+SET_BY_A_REQUEST: contextvars.ContextVar[str] = contextvars.ContextVar("set_by_a_request")
 
 
 @router.get("/examples/held")
-async def held() -> dict[str, bool]:
+async def held() -> dict[str, str]:
     HELD["entered"] += 1
+    found = SET_BY_A_REQUEST.get("nothing")
+    SET_BY_A_REQUEST.set("a held request")
     await HELD["release"].wait()
-    return {"released": True}
+    return {"found": found}
 
 
 class FakeClient:
@@ -269,6 +274,8 @@ def test_requests_beyond_the_limit_wait_before_the_app(monkeypatch: pytest.Monke
     assert seen["entered while held"] == 2
     assert seen["health while held"].startswith(b"HTTP/1.1 200 ")
     assert [a.split(b"\r\n", 1)[0] for a in seen["answers"]] == [b"HTTP/1.1 200 OK"] * 4
+    found = [json.loads(a.partition(b"\r\n\r\n")[2])["found"] for a in seen["answers"]]
+    assert found == ["nothing"] * 4, "a request started after another kept its own context"
     assert seen["entered"] == 4, "the request whose client left was not run"
     assert (admission.running, len(admission.waiting)) == (0, 0)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import signal
 import uuid
@@ -77,14 +78,18 @@ class Admission:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.running = 0
-        self.waiting: deque[tuple[ProblemHttpToolsProtocol, RequestResponseCycle, Any]] = deque()
+        # A waiting request keeps the context it arrived in: started later from the end of another
+        # request, its task would otherwise copy that request's context variables.
+        self.waiting: deque[
+            tuple[ProblemHttpToolsProtocol, RequestResponseCycle, Any, contextvars.Context]
+        ] = deque()
 
     def start(
         self, protocol: ProblemHttpToolsProtocol, cycle: RequestResponseCycle, app: Any
     ) -> None:
         """Run the request now, or once a place is free (`UNQUEUED_PATHS` run now)."""
         if self.running >= self.limit and cycle.scope["path"] not in UNQUEUED_PATHS:
-            self.waiting.append((protocol, cycle, app))
+            self.waiting.append((protocol, cycle, app, contextvars.copy_context()))
         else:
             self._run(protocol, cycle, app)
 
@@ -104,9 +109,9 @@ class Admission:
 
     def _next(self) -> None:
         while self.waiting and self.running < self.limit:
-            protocol, cycle, app = self.waiting.popleft()
+            protocol, cycle, app, context = self.waiting.popleft()
             if not cycle.disconnected:
-                self._run(protocol, cycle, app)
+                context.run(self._run, protocol, cycle, app)
 
 
 class ProblemHttpToolsProtocol(HttpToolsProtocol):
