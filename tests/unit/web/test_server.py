@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
@@ -213,9 +214,12 @@ def test_the_fast_access_line_is_the_line_logging_would_write(
     assert fast["request_id"] == "[REDACTED TOKEN]"
 
 
-def test_requests_beyond_the_limit_wait_before_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_requests_beyond_the_limit_wait_before_the_app(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With two places in the app, the third and fourth requests wait for them; /health answers
-    meanwhile; a request whose client left while it waited never reaches the app."""
+    meanwhile; a request whose client left while it waited never reaches the app; a request's
+    logged duration counts its wait."""
     monkeypatch.setattr(logging.getLogger(), "handlers", [])
     admission = Admission(2)
     monkeypatch.setattr(ProblemHttpToolsProtocol, "admission", admission)
@@ -249,6 +253,7 @@ def test_requests_beyond_the_limit_wait_before_the_app(monkeypatch: pytest.Monke
                 interval=0.02,
                 detail=lambda: (HELD["entered"], len(admission.waiting)),
             )
+            queued_by = time.perf_counter()
             _, leaving = await asyncio.open_connection("127.0.0.1", port)
             leaving.write(request)
             await wait_for(lambda: _true(len(admission.waiting) == 3), 10, "a third", interval=0.02)
@@ -262,6 +267,8 @@ def test_requests_beyond_the_limit_wait_before_the_app(monkeypatch: pytest.Monke
             seen["entered while held"] = HELD["entered"]
             health = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
             seen["health while held"] = await exchange(port, health)
+            await asyncio.sleep(0.1)  # each held request has waited at least this long
+            seen["held for"] = time.perf_counter() - queued_by
             HELD["release"].set()
             seen["answers"] = await asyncio.wait_for(asyncio.gather(*answers), 10)
             seen["entered"] = HELD["entered"]
@@ -277,6 +284,14 @@ def test_requests_beyond_the_limit_wait_before_the_app(monkeypatch: pytest.Monke
     found = [json.loads(a.partition(b"\r\n\r\n")[2])["found"] for a in seen["answers"]]
     assert found == ["nothing"] * 4, "a request started after another kept its own context"
     assert seen["entered"] == 4, "the request whose client left was not run"
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    held_ms = [
+        line["duration_ms"]
+        for line in lines
+        if line.get("logger") == "devstack_web.access" and line["path"] == "/examples/held"
+    ]
+    assert len(held_ms) == 4
+    assert min(held_ms) >= seen["held for"] * 1000, (held_ms, seen["held for"])
     assert (admission.running, len(admission.waiting)) == (0, 0)
 
 

@@ -23,11 +23,12 @@ import contextlib
 import contextvars
 import json
 import signal
+import time
 import uuid
 import weakref
 from collections import deque
 from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
 import uvicorn
@@ -37,6 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from devstack_client import configure_logging, uvicorn_log_config
 from devstack_web.contract import SERVICE_LINKS
+from devstack_web.edge import QUEUED_AT
 from devstack_web.problems import PROBLEM_MEDIA_TYPE, problem_body
 from devstack_web.settings import WebSettings
 
@@ -89,6 +91,7 @@ class Admission:
     ) -> None:
         """Run the request now, or once a place is free (`UNQUEUED_PATHS` run now)."""
         if self.running >= self.limit and cycle.scope["path"] not in UNQUEUED_PATHS:
+            cast(dict[str, Any], cycle.scope)[QUEUED_AT] = time.perf_counter()
             self.waiting.append((protocol, cycle, app, contextvars.copy_context()))
         else:
             self._run(protocol, cycle, app)
