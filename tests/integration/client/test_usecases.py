@@ -6,6 +6,8 @@ import asyncio
 import asyncio.sslproto
 import datetime as dt
 import gc
+import os
+import signal
 
 import aio_pika.abc
 import pytest
@@ -15,13 +17,15 @@ from redis.crc import key_slot
 from devstack_client import (
     BACKENDS,
     Backend,
+    DependencyError,
+    DependencyTimeout,
     DevStackClient,
     InvalidInput,
     ItemCreate,
     MessageUnroutable,
     NotFound,
 )
-from tests.support import StackUnderTest
+from tests.support import StackUnderTest, client_settings, wait_for
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -275,3 +279,40 @@ async def test_publish_and_consume_keep_no_object_per_call(client: DevStackClien
         assert (await client.queues.inspect(queue)).message_count == 9  # 191..199 not consumed
     finally:
         await client.queues.delete(queue)
+
+
+async def test_a_frozen_redis_master_times_out_at_the_operation_deadline(
+    stack: StackUnderTest,
+) -> None:
+    """redis-py is given no socket timeout of its own (each command would run in a task of its
+    own, `asyncio.wait_for`): the operation's deadline is what bounds a master that takes the
+    command and never answers. SIGSTOP it: the read is a 504 within the deadline, not a hang,
+    and the same client works again once the master runs."""
+    settings = client_settings(stack, operation_timeout=1.0)
+    async with DevStackClient(settings) as devstack:
+        await devstack.cache.put("frozen", "v", ttl_seconds=60)
+        owner = await devstack.cache.node_for("frozen")
+        tls_ports = [stack.port("redis", "tls", i) for i in range(3)]
+        instance = [f"127.0.0.1:{port}" for port in tls_ports].index(owner)
+        pid = next(
+            p["pid"]
+            for svc in stack.status()["services"].values()
+            for p in svc["processes"]
+            if p["name"] == f"redis-{instance + 1}"
+        )
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(DependencyTimeout):
+                # 30 s: far beyond the 1 s deadline, so only a read left to hang fails here
+                await asyncio.wait_for(devstack.cache.get("frozen"), 30)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+        async def read_again() -> str | None:
+            try:
+                return (await devstack.cache.get("frozen")).value
+            except DependencyError:
+                return None
+
+        assert await wait_for(read_again, 30, "the master to answer again") == "v"
+        await devstack.cache.delete("frozen")

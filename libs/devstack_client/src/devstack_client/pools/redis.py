@@ -38,7 +38,11 @@ class RedisPool(ManagedPool[RedisCluster]):
             ssl_ca_data=self._trust.ca_pem if tls else None,
             ssl_check_hostname=tls,
             ssl_min_version=ssl.TLSVersion.TLSv1_2 if tls else None,
-            socket_timeout=s.operation_timeout,
+            # No socket timeout of redis-py's own: with one, each command is sent through
+            # `asyncio.wait_for`, a task of its own per command (Python 3.11). Every command runs
+            # inside `operation()`, whose deadline bounds a server that never answers (a test
+            # SIGSTOPs a master); redis-py closes a connection whose read was cancelled.
+            socket_timeout=None,
             socket_connect_timeout=s.connect_timeout,
             max_connections=s.pool_max_size,
             require_full_coverage=True,
