@@ -14,6 +14,7 @@ import signal
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import psutil
@@ -166,6 +167,16 @@ class Load:
             self.bad.append(f"{name}: {describe(response)}")
 
 
+async def ask(
+    name: str, client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
+) -> httpx.Response:
+    """`client.request`; a request that got no answer fails naming the app and the request."""
+    try:
+        return await client.request(method, url, **kwargs)
+    except httpx.TransportError as exc:
+        raise AssertionError(f"{name}: {method} {url}: no answer ({exc!r})") from exc
+
+
 async def messaging_worker(
     name: str, client: httpx.AsyncClient, queue: str, load: Load, stop: asyncio.Event
 ) -> None:
@@ -173,15 +184,15 @@ async def messaging_worker(
     n = 0
     while not stop.is_set():
         n += 1
-        published = await client.post(f"{path}/messages", json={"from": name, "n": n})
+        published = await ask(name, client, "POST", f"{path}/messages", json={"from": name, "n": n})
         load.check(name, published, "rabbitmq")
         if published.status_code == 202:
             load.accepted[published.json()["message_id"]] = name
-        consumed = await client.get(f"{path}/messages?max=5")
+        consumed = await ask(name, client, "GET", f"{path}/messages?max=5")
         load.check(name, consumed, "rabbitmq")
         if consumed.status_code == 200:
             load.delivered.update(m["message_id"] for m in consumed.json()["messages"])
-        load.check(name, await client.get(path), "rabbitmq")
+        load.check(name, await ask(name, client, "GET", path), "rabbitmq")
         await asyncio.sleep(0.01)  # a steady load, not a busy loop
 
 
@@ -189,8 +200,9 @@ async def mongodb_worker(
     name: str, client: httpx.AsyncClient, load: Load, stop: asyncio.Event
 ) -> None:
     while not stop.is_set():
-        load.check(name, await client.get("/examples/mongodb/query"), "mongodb")
-        load.check(name, await client.get("/examples/mongodb/items?limit=1"), "mongodb")
+        load.check(name, await ask(name, client, "GET", "/examples/mongodb/query"), "mongodb")
+        items = await ask(name, client, "GET", "/examples/mongodb/items?limit=1")
+        load.check(name, items, "mongodb")
         await asyncio.sleep(0.01)  # a steady load, not a busy loop
 
 
