@@ -10,15 +10,13 @@ import httpx
 import pytest
 
 from tests.parity.implementations import STACK_APPS, app_url
-from tests.support import StackUnderTest
+from tests.support import StackUnderTest, app_client
 
 
 @pytest.fixture(scope="module")
 async def apps(stack: StackUnderTest) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     """One plain-HTTP client per implementation the stack runs."""
-    opened = {
-        app: httpx.AsyncClient(base_url=app_url(stack, app), timeout=30.0) for app in STACK_APPS
-    }
+    opened = {app: app_client(app_url(stack, app)) for app in STACK_APPS}
     try:
         yield opened
     finally:

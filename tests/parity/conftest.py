@@ -8,15 +8,12 @@ import httpx
 import pytest
 
 from tests.parity.implementations import base_urls
-from tests.support import StackUnderTest
+from tests.support import StackUnderTest, app_client
 
 
 @pytest.fixture(scope="module")
 async def clients(stack: StackUnderTest) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    opened = {
-        name: httpx.AsyncClient(base_url=url, timeout=30.0)
-        for name, url in base_urls(stack).items()
-    }
+    opened = {name: app_client(url) for name, url in base_urls(stack).items()}
     try:
         yield opened
     finally:

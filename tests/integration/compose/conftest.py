@@ -33,7 +33,7 @@ from tests.integration.compose.support import (
     devstack,
 )
 from tests.parity.implementations import base_urls
-from tests.support import StackUnderTest, new_state_dir
+from tests.support import StackUnderTest, app_client, new_state_dir
 
 HERE = Path(__file__).resolve().parent
 
@@ -57,7 +57,7 @@ async def clients(stack: StackUnderTest) -> AsyncIterator[dict[str, httpx.AsyncC
     """The parity suite's clients (tests/parity/conftest.py), for the implementations the
     compose stack runs: a test comparing every implementation compares those."""
     opened = {
-        name: httpx.AsyncClient(base_url=url, timeout=30.0)
+        name: app_client(url)
         for name, url in base_urls(stack).items()
         if name not in NOT_IN_COMPOSE
     }
