@@ -20,6 +20,7 @@ from typing import Any, cast
 import httpx
 import pytest
 import structlog
+from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 
 from devstack_client import DevStackClient, Metrics, configure_logging
@@ -214,6 +215,25 @@ def test_the_fast_access_line_is_the_line_logging_would_write(
     assert fast["request_id"] == "[REDACTED TOKEN]"
 
 
+HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+async def serving(app: FastAPI, settings: WebSettings, port: int) -> asyncio.Task[None]:
+    """`serve_async(app)` in a task, returned once its HTTP `port` answers."""
+    from devstack_web import serve_async
+
+    server = asyncio.create_task(serve_async(app, settings))
+
+    async def up() -> bytes | None:
+        try:
+            return await exchange(port, HEALTH)
+        except OSError:
+            return None  # not listening yet
+
+    await wait_for(up, 10, "the server to listen", interval=0.05)
+    return server
+
+
 def test_requests_beyond_the_limit_wait_before_the_app(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,20 +250,8 @@ def test_requests_beyond_the_limit_wait_before_the_app(
     request = b"GET /examples/held HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 
     async def main() -> None:
-        from devstack_web import serve_async
-
         HELD.update(entered=0, release=asyncio.Event())
-        server = asyncio.create_task(serve_async(app, settings))
-
-        async def up() -> bytes | None:
-            try:
-                return await exchange(
-                    port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                )
-            except OSError:
-                return None  # not listening yet
-
-        await wait_for(up, 10, "the server to listen", interval=0.05)
+        server = await serving(app, settings, port)
         try:
             answers = [asyncio.create_task(exchange(port, request)) for _ in range(4)]
             await wait_for(
@@ -316,19 +324,7 @@ def test_a_request_leaves_no_reference_cycle(monkeypatch: pytest.MonkeyPatch) ->
     found: list[str] = []
 
     async def main() -> None:
-        from devstack_web import serve_async
-
-        server = asyncio.create_task(serve_async(app, settings))
-
-        async def up() -> bytes | None:
-            try:
-                return await exchange(
-                    port, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                )
-            except OSError:
-                return None  # not listening yet
-
-        await wait_for(up, 10, "the server to listen", interval=0.05)
+        server = await serving(app, settings, port)
         gc.collect()
         gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds unreachable is kept in gc.garbage
         try:
