@@ -1,7 +1,6 @@
 """What would cut the Python APIs' cost per request: code_first as the stack runs it, against the
-same app run by hand with other settings: the garbage collector's young-generation threshold
-(10,000 against CPython's 700, which the apps keep: a request leaves no reference cycle to
-collect) and no access log.
+same app run by hand with other settings: asyncio's event loop and uvloop's (the setting
+`DEVSTACK_API_EVENT_LOOP`, each named explicitly) and no access log.
 
     .venv/bin/python bench/python_options.py [--state-dir .devstack] [--port-offset 0]
         [--rounds 3] [--duration 6] [--json out.json]
@@ -40,12 +39,12 @@ from devstack_cli.bench import (
     health_ok,
     pin_tree,
     restore_affinity,
+    rss_mb,
     run_wrk,
 )
 
 APP = "code_first"
 RUN = "from code_first.__main__ import main; main()"
-GC_10000 = "import gc; gc.set_threshold(10_000); " + RUN
 
 
 def status(state_dir: Path, port_offset: int) -> dict[str, Any]:
@@ -61,14 +60,6 @@ def status(state_dir: Path, port_offset: int) -> dict[str, Any]:
     )
     report: dict[str, Any] = json.loads(done.stdout)
     return report
-
-
-def resident(pid: int) -> float:
-    """The process's resident memory (VmRSS), MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def main() -> int:
@@ -109,7 +100,8 @@ def main() -> int:
         variants: dict[str, tuple[str, int]] = {"as the stack runs it": (stack_url, stack_pid)}
         for name, code, extra in (
             ("by hand, as served", RUN, {}),
-            ("young GC threshold 10,000 (CPython's is 700)", GC_10000, {}),
+            ("asyncio's event loop", RUN, {"DEVSTACK_API_EVENT_LOOP": "asyncio"}),
+            ("uvloop's event loop", RUN, {"DEVSTACK_API_EVENT_LOOP": "uvloop"}),
             ("no access log", RUN, {"DEVSTACK_API_LOG_LEVEL": "WARNING"}),
         ):
             port = free_port()
@@ -163,7 +155,7 @@ def main() -> int:
                 finally:
                     restore_affinity(saved)
         httpx.delete(f"{stack_url}/examples/cache/{key}", timeout=30)
-        resident_mb = {name: resident(pid) for name, (_, pid) in variants.items()}
+        resident_mb = {name: rss_mb(pid) for name, (_, pid) in variants.items()}
     finally:
         for process in started:
             if process.poll() is None:

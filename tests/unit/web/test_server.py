@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -415,3 +417,18 @@ def test_the_event_loop_setting(setting: str, module: str) -> None:
 
     assert run(kind(), setting) == module
     assert WebSettings().event_loop == "uvloop"
+
+
+def test_asyncio_s_loop_does_not_load_uvloop() -> None:
+    """uvloop is imported only when chosen: its module and libuv are 1.8 MB resident."""
+    code = (
+        "import asyncio, sys\n"
+        "from devstack_web.server import run\n"
+        "async def kind():\n"
+        "    return type(asyncio.get_running_loop()).__module__\n"
+        "print(run(kind(), 'asyncio'), 'uvloop' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["asyncio.unix_events", "False"], done.stderr
