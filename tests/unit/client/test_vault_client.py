@@ -214,7 +214,12 @@ def test_plain_http_vault_trusts_nothing_and_loads_no_ca_store() -> None:
     assert context.verify_mode == ssl.CERT_REQUIRED
 
 
-def test_https_vault_trusts_the_stack_ca_file_else_the_system(foreign_ca_file: str) -> None:
+def test_https_vault_trusts_the_stack_ca_file_else_the_system(
+    foreign_ca_file: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No stack around: a developer's exported state folder would give its CA file.
+    monkeypatch.delenv("DEVSTACK_STATE_DIR", raising=False)
+    monkeypatch.delenv("DEVSTACK_CA_FILE", raising=False)
     context = vault_trust(
         fake_vault_settings(vault_addr="https://vault.example:8200", ca_file=foreign_ca_file)
     )
