@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 
+from devstack_cli.bench import rss_mb
 from devstack_cli.stack import stack
 
 DEFAULT_APPS = "code_first,api_first"
@@ -111,13 +112,6 @@ def app_pid(status: dict[str, Any], app: str) -> int:
     if not Path(f"/proc/{pid}").exists():
         raise SystemExit(f"pid {pid} of {app} is not running")
     return pid
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise SystemExit(f"no VmRSS for pid {pid}")
 
 
 def refresh_bursts(requests: list[dict[str, str]], secrets: int = 5) -> list[dict[str, str]]:

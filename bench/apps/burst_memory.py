@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_apps import app_pid, rss_mb, stack_status  # a script beside this one
+from bench_apps import app_pid, stack_status  # a script beside this one
 
-from devstack_cli.bench import SCENARIOS, run_wrk
+from devstack_cli.bench import SCENARIOS, rss_mb, run_wrk
 
 RETURN_TARGET_MB = 10.0
 KEY = "burst-memory"
