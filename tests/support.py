@@ -118,6 +118,11 @@ class StackUnderTest:
         report: dict[str, Any] = json.loads(result.stdout)
         return report
 
+    def processes(self) -> dict[str, dict[str, Any]]:
+        """Every process of the stack by name (`redis-1`, `vault`, ...), as `status` reports it."""
+        services = self.status()["services"].values()
+        return {p["name"]: p for svc in services for p in svc["processes"]}
+
     def port(self, service: str, name: str, instance: int = 0) -> int:
         return self.settings.port(service_table().service(service).ports[name] + instance)
 

@@ -11,7 +11,6 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -25,10 +24,6 @@ PLAN = render_plan(Settings(state_dir=Path("/nonexistent"), port_offset=0), "sta
 LONG_RUNNING = [p.name for p in PLAN.processes if not p.one_shot]
 SHELLS = {"sh", "dash", "bash", "zsh"}
 RECOVERY_TIMEOUT = 180.0  # generous: a loaded 2-core machine; no figure depends on it
-
-
-def processes(stack: StackUnderTest) -> dict[str, dict[str, Any]]:
-    return {p["name"]: p for svc in stack.status()["services"].values() for p in svc["processes"]}
 
 
 def wait_until(condition: Callable[[], object], what: str) -> None:
@@ -62,7 +57,7 @@ def test_killing_the_real_process_replaces_it_and_orphans_nothing(
     stack: StackUnderTest, name: str
 ) -> None:
     wait_until(lambda: all_healthy(stack), "the stack to be healthy before the fault")
-    before = processes(stack)[name]
+    before = stack.processes()[name]
     pid = before["pid"]
     server = psutil.Process(pid)
     kind = service_table().service(before["service"]).kind
@@ -79,11 +74,11 @@ def test_killing_the_real_process_replaces_it_and_orphans_nothing(
     os.kill(pid, signal.SIGKILL)
 
     def replaced() -> bool:
-        now = processes(stack)[name]
+        now = stack.processes()[name]
         return now["pid"] not in (None, pid) and now["state"] == "healthy"
 
     wait_until(replaced, f"{name} to be replaced by a healthy process")
-    assert processes(stack)[name]["restarts"] == before["restarts"] + 1
+    assert stack.processes()[name]["restarts"] == before["restarts"] + 1
     if name == "rabbitmq-epmd":
         # The broker must not have started an epmd of its own on the port meanwhile (it would
         # outlive the stack, and the supervised one could never bind again).
@@ -93,7 +88,7 @@ def test_killing_the_real_process_replaces_it_and_orphans_nothing(
             for c in psutil.net_connections("tcp")
             if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
         }
-        assert listeners == {processes(stack)[name]["pid"]}, listeners
+        assert listeners == {stack.processes()[name]["pid"]}, listeners
     left = [p for p, started in family if alive(p, started)]
     assert left == [], f"killing {name} ({pid}) left its processes {left} running"
     wait_until(lambda: all_healthy(stack), "the whole stack to be healthy again")
@@ -106,7 +101,7 @@ def test_the_broker_s_epmd_monitor_cannot_start_an_epmd_of_its_own(
     which starts a daemon epmd unless told not to: the race the kill test above can lose. Here
     that `erl`, run with the broker's own environment, is pointed at a free port: no epmd may
     appear there."""
-    broker = psutil.Process(processes(stack)["rabbitmq"]["pid"])
+    broker = psutil.Process(stack.processes()["rabbitmq"]["pid"])
     port = free_port()
     env = {**broker.environ(), "ERL_EPMD_PORT": str(port), "HOME": str(tmp_path)}
     erl = shutil.which("erl")
@@ -135,10 +130,10 @@ def _session(pid: int) -> int | None:
 def test_vault_killed_comes_back_unsealed(stack: StackUnderTest) -> None:
     """The test above has killed Vault too; here what a client sees: unsealed, secrets there."""
     wait_until(lambda: all_healthy(stack), "the stack to be healthy")
-    pid = processes(stack)["vault"]["pid"]
+    pid = stack.processes()["vault"]["pid"]
     os.kill(pid, signal.SIGKILL)
     wait_until(
-        lambda: processes(stack)["vault"]["pid"] != pid and all_healthy(stack),
+        lambda: stack.processes()["vault"]["pid"] != pid and all_healthy(stack),
         "Vault to be replaced, unsealed and healthy",
     )
     status = stack.cli("vault", "status")
@@ -153,19 +148,19 @@ def test_a_frozen_process_is_unhealthy_until_it_runs_again(stack: StackUnderTest
     """SIGSTOP every long-running process at once: the kernel still completes TCP handshakes
     for them, so only a probe that waits for an answer (and times out) sees it."""
     wait_until(lambda: all_healthy(stack), "the stack to be healthy")
-    frozen = {name: p["pid"] for name, p in processes(stack).items() if name in LONG_RUNNING}
+    frozen = {name: p["pid"] for name, p in stack.processes().items() if name in LONG_RUNNING}
     try:
         for pid in frozen.values():
             os.kill(pid, signal.SIGSTOP)
 
         def all_unhealthy() -> bool:
-            now = processes(stack)
+            now = stack.processes()
             return all(now[name]["state"] == "unhealthy" for name in frozen)
 
         wait_until(all_unhealthy, "every frozen process to be reported unhealthy")
         health = stack.cli("health")
         assert health.returncode == 1
-        assert all(p["pid"] == frozen[n] for n, p in processes(stack).items() if n in frozen)
+        assert all(p["pid"] == frozen[n] for n, p in stack.processes().items() if n in frozen)
     finally:
         for pid in frozen.values():
             os.kill(pid, signal.SIGCONT)

@@ -294,12 +294,7 @@ async def test_a_frozen_redis_master_times_out_at_the_operation_deadline(
         owner = await devstack.cache.node_for("frozen")
         tls_ports = [stack.port("redis", "tls", i) for i in range(3)]
         instance = [f"127.0.0.1:{port}" for port in tls_ports].index(owner)
-        pid = next(
-            p["pid"]
-            for svc in stack.status()["services"].values()
-            for p in svc["processes"]
-            if p["name"] == f"redis-{instance + 1}"
-        )
+        pid = stack.processes()[f"redis-{instance + 1}"]["pid"]
         os.kill(pid, signal.SIGSTOP)
         try:
             with pytest.raises(DependencyTimeout):
