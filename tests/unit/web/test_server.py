@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,7 +28,7 @@ from fastapi.responses import StreamingResponse
 
 from devstack_client import DevStackClient, Metrics, configure_logging
 from devstack_client.redaction import redactor
-from devstack_web import WebSettings, contract_router, create_app
+from devstack_web import WebSettings, contract_router, create_app, edge
 from devstack_web.edge import _log_access
 from devstack_web.server import (
     MAX_HEAD_BYTES,
@@ -215,6 +216,27 @@ def test_the_fast_access_line_is_the_line_logging_would_write(
     assert fast["path"] == "/examples/cache/********"
     assert fast["query"] == "dsn=postgres://***@h/db"
     assert fast["request_id"] == "[REDACTED TOKEN]"
+
+
+@pytest.mark.parametrize(
+    "nanoseconds",
+    [
+        1_764_384_861_388_051_123,
+        1_764_384_861_388_051_999,  # the same second again: the formatted second is reused
+        1_764_384_862_000_000_000,  # a fraction of 0 is left out, as isoformat leaves it out
+        1_764_384_862_000_001_000,
+        1_764_384_860_999_999_999,  # an earlier second (the clock stepped back)
+        0,
+    ],
+)
+def test_the_access_line_s_timestamp_is_structlog_s(
+    nanoseconds: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`utc_timestamp` writes what `TimeStamper(fmt="iso", utc=True)` writes: the datetime's
+    isoformat in UTC with `Z`."""
+    monkeypatch.setattr(time, "time_ns", lambda: nanoseconds)
+    instant = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=nanoseconds // 1000)
+    assert edge.utc_timestamp() == instant.isoformat().replace("+00:00", "Z")
 
 
 HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
