@@ -1,10 +1,11 @@
 """The benchmark's floor-finding baselines, started by `devstack bench` beside the stack's APIs.
 
-    python -OO bench/baselines/starlette_app.py --mode bare|redis --port PORT
+    python -OO bench/baselines/starlette_app.py --mode bare|redis --port PORT --loop asyncio|uvloop
 
 `bare`: a Starlette app whose one route, `GET /health`, answers `{"status": "ok"}`: what the
-framework and the server (uvicorn with the APIs' server settings: `uvicorn.run`'s defaults pick
-uvloop and httptools, which an API's environment has) cost alone.
+framework and the server (uvicorn with the APIs' server settings: httptools, which
+`uvicorn.run` picks when the environment has it, and the event loop the bench saw the API
+run on) cost alone.
 
 `redis`: the same, plus `GET /examples/cache/{key}` answering exactly as the APIs do (the entry
 as JSON, 404 when missing), through the same library call the APIs make
@@ -70,12 +71,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="a benchmark baseline")
     parser.add_argument("--mode", choices=("bare", "redis"), required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), required=True)
     args = parser.parse_args()
     app = bare_app() if args.mode == "bare" else redis_app()
     uvicorn.run(
         app,
         host="127.0.0.1",
         port=args.port,
+        loop=args.loop,
         log_level="warning",
         access_log=False,
         server_header=False,

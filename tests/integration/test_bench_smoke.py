@@ -95,6 +95,10 @@ def test_memory_start_up_ceilings_and_the_machine_are_recorded(
     for api in smoke["apis"]:
         assert report["targets"][api]["implementation"] == api
         assert report["targets"][api]["kind"] == "implementation"
+    # The baselines run on the Python APIs' server settings: their event loop too.
+    assert report["targets"]["code_first"]["event_loop"] == "asyncio"  # the default
+    for name in BASELINES:
+        assert report["targets"][name]["event_loop"] == "asyncio", name
     for tool in ("redis-benchmark", "pgbench"):
         rows = [c for c in report["ceilings"] if c["tool"] == tool]
         assert sorted(r["connections"] for r in rows) == list(SMOKE_CONNECTIONS), tool

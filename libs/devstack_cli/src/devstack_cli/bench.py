@@ -231,6 +231,15 @@ def rss_mb(pid: int) -> float:
     return round(total_kb / 1024, 1)
 
 
+def python_event_loop(pid: int) -> str:
+    """The event loop a Python server runs on: `uvloop` when its library is mapped into the
+    process (the APIs import it only to run on it), else `asyncio`."""
+    with contextlib.suppress(OSError):
+        if "/uvloop/" in Path(f"/proc/{pid}/maps").read_text():
+            return "uvloop"
+    return "asyncio"
+
+
 def affinity(pid: int) -> set[int]:
     return set(os.sched_getaffinity(pid))
 
@@ -366,6 +375,7 @@ class Target:
     scenarios: tuple[str, ...]
     service: Service | None = None
     python: str | None = None  # the interpreter of a Python target (for its version)
+    event_loop: str | None = None  # a Python target's, read from the process
     info: dict[str, Any] = field(default_factory=dict)
     paths: dict[str, list[str]] = field(default_factory=dict)
     rss_idle_mb: float | None = None
@@ -603,7 +613,8 @@ def start_baselines(
     settings: Settings, implementations: list[Target], options: Options, log: Path
 ) -> Baselines:
     """The bare Starlette app and the Starlette + library Redis GET, from an API's own
-    environment (the first Python implementation's), with that API's AppRole."""
+    environment (the first Python implementation's), with that API's AppRole, on the event
+    loop that API runs on."""
     started = Baselines()
     donor = next((t for t in implementations if t.python), None)
     if donor is None or donor.service is None:
@@ -635,6 +646,8 @@ def start_baselines(
                 mode,
                 "--port",
                 str(port),
+                "--loop",
+                python_event_loop(donor.pid),
             ],
             stdin=subprocess.DEVNULL,
             stdout=handle,
@@ -1130,6 +1143,8 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
             report["skipped"]["baselines"] = "served over HTTP only; not run with --https"
         for target in targets:
             target.rss_idle_mb = rss_mb(target.pid)
+            if target.python:
+                target.event_loop = python_event_loop(target.pid)
         plan = [
             (SCENARIOS[s], c, t)
             for s in options.scenarios
@@ -1211,6 +1226,7 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
             "implementation": t.info.get("implementation", t.name),
             "contract_version": t.info.get("version"),
             "rss_mb": {"idle": t.rss_idle_mb, "after_run": t.rss_after_mb},
+            "event_loop": t.event_loop,
             # What the run created through the API and removed at its end.
             "fixtures": {
                 "queue": t.queue or None,

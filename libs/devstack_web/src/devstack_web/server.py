@@ -5,8 +5,10 @@ it once around both, so there is one DevStackClient, one set of metrics and one 
 budget whichever port a request comes in on. SIGINT/SIGTERM stop both servers, then the
 lifespan closes the client. Without TLS files, only HTTP is served (logged).
 
-The server settings (issue 15, measured in docs/performance.md): the event loop is uvloop's,
-the HTTP/1.1 parser httptools (`ProblemHttpToolsProtocol`), and uvicorn writes no access line:
+The server settings (issue 15, measured in docs/performance.md): the event loop is asyncio's
+(`DEVSTACK_API_EVENT_LOOP=uvloop` for uvloop's: 8 to 12 % less CPU per request for 4.3 MB more
+resident memory, short of the 1.5x that would allow more than 80 MB; docs/apps.md), the
+HTTP/1.1 parser httptools (`ProblemHttpToolsProtocol`), and uvicorn writes no access line:
 `EdgeMiddleware` logs each request once, with its request id, status and duration. A request
 leaves no reference cycle (a test holds it), so reference counting frees it at once: under many
 connections, cycles reach the garbage collector's older generations first and hold their memory
@@ -277,8 +279,8 @@ def _configs(app: FastAPI, settings: WebSettings) -> list[uvicorn.Config]:
         # EdgeMiddleware writes the one access line per request (with the request id).
         "access_log": False,
         "http": ProblemHttpToolsProtocol,
-        # serve() runs the servers on uvloop itself (run() below); uvicorn only sets a policy
-        # when it runs its own loop, which it does not here.
+        # serve() runs the servers on the loop the settings name (run() below); uvicorn only
+        # sets a policy when it runs its own loop, which it does not here.
         "loop": "none",
     }
     configs = [uvicorn.Config(app, port=http_port, **common)]  # type: ignore[arg-type]
@@ -336,8 +338,8 @@ async def serve_async(app: FastAPI, settings: WebSettings | None = None) -> None
                 loop.remove_signal_handler(sig)
 
 
-def run(main: Coroutine[Any, Any, T], event_loop: str = "uvloop") -> T:
-    """`asyncio.run(main)` on a uvloop event loop, or asyncio's own with `event_loop="asyncio"`
+def run(main: Coroutine[Any, Any, T], event_loop: str = "asyncio") -> T:
+    """`asyncio.run(main)` on asyncio's event loop, or on uvloop's with `event_loop="uvloop"`
     (Python 3.11's asyncio.run takes no loop factory; asyncio.Runner does)."""
     factory = None
     if event_loop == "uvloop":

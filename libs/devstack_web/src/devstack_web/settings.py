@@ -33,7 +33,7 @@ class WebSettings(BaseSettings):
     | `DEVSTACK_API_RATE_WINDOW_SECONDS` | 60 | the window |
     | `DEVSTACK_API_BODY_LIMIT` | 1048576 | the largest request body, in bytes |
     | `DEVSTACK_API_LOG_LEVEL` | INFO | |
-    | `DEVSTACK_API_EVENT_LOOP` | uvloop | `uvloop`, or `asyncio` (the standard library's loop) |
+    | `DEVSTACK_API_EVENT_LOOP` | asyncio | `asyncio` (the standard library's loop), or `uvloop` |
     """
 
     model_config = SettingsConfigDict(env_prefix="DEVSTACK_API_", extra="ignore", frozen=True)
@@ -48,7 +48,7 @@ class WebSettings(BaseSettings):
     rate_window_seconds: int = Field(default=60, ge=1, le=86400)
     body_limit: int = Field(default=1_048_576, ge=1, le=64 * 1_048_576)
     log_level: str = "INFO"
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    event_loop: Literal["asyncio", "uvloop"] = "asyncio"
 
     @field_validator("cors_origins", mode="before")
     @classmethod
