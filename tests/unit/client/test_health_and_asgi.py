@@ -199,6 +199,33 @@ async def test_metrics_are_labelled_by_route_template_never_raw_path() -> None:
     assert "/items/1" not in text
 
 
+async def test_each_label_set_s_children_are_looked_up_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """prometheus_client checks the arguments and takes a lock on every `labels()`; a request
+    looks up four children, the same ones for every request of its route and status."""
+    metrics = Metrics()
+    looked_up: list[tuple[str, tuple[object, ...]]] = []
+    for name in ("http_requests", "http_duration", "http_in_flight"):
+        metric = getattr(metrics, name)
+
+        def spy(*labels: object, _labels: Any = metric.labels, _name: str = name) -> Any:
+            looked_up.append((_name, labels))
+            return _labels(*labels)
+
+        monkeypatch.setattr(metric, "labels", spy)
+    app = MetricsMiddleware(make_app("/items/{item_id}", {}), metrics)
+    for item in ("1", "2", "3"):
+        await call(app, f"/items/{item}", [])
+    assert sorted(looked_up) == [
+        ("http_duration", ("GET", "/items/{item_id}")),
+        ("http_in_flight", ("GET", "/items/{item_id}")),
+        ("http_requests", ("GET", "/items/{item_id}", "200")),
+    ]
+    labels = {"method": "GET", "route": "/items/{item_id}", "status": "200"}
+    assert metrics.registry.get_sample_value("devstack_http_requests_total", labels) == 3
+
+
 async def test_in_flight_counts_a_request_while_it_is_served() -> None:
     metrics = Metrics()
     release = asyncio.Event()

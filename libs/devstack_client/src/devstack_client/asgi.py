@@ -131,7 +131,8 @@ class RequestMetrics:
             route = route_template(self.scope)
             if route is not None or force:
                 self.in_flight = route or UNMATCHED
-                self.metrics.http_in_flight.labels(self.method, self.in_flight).inc()
+                metrics = self.metrics
+                metrics.child(metrics.http_in_flight, self.method, self.in_flight).inc()
 
     def answered(self, status: int) -> None:
         """The response starts with `status`."""
@@ -144,9 +145,9 @@ class RequestMetrics:
         route = route_template(self.scope) or UNMATCHED
         metrics, method = self.metrics, self.method
         if self.in_flight is not None:
-            metrics.http_in_flight.labels(method, self.in_flight).dec()
-        metrics.http_requests.labels(method, route, str(self.status)).inc()
-        metrics.http_duration.labels(method, route).observe(elapsed)
+            metrics.child(metrics.http_in_flight, method, self.in_flight).dec()
+        metrics.child(metrics.http_requests, method, route, str(self.status)).inc()
+        metrics.child(metrics.http_duration, method, route).observe(elapsed)
         return elapsed
 
 

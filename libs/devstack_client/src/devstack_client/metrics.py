@@ -8,7 +8,7 @@ the global registry. `render()` gives the exposition text and its content type.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import Literal, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -47,6 +47,9 @@ class _PoolCollector:
 
     def describe(self) -> Iterable[Metric]:
         return []
+
+
+Labelled = TypeVar("Labelled", Counter, Gauge, Histogram)
 
 
 class Metrics:
@@ -130,6 +133,18 @@ class Metrics:
         )
         self._pools = _PoolCollector()
         r.register(self._pools)
+        self._children: dict[tuple[object, tuple[str, ...]], object] = {}
+
+    def child(self, metric: Labelled, *labels: str) -> Labelled:
+        """`metric.labels(*labels)`, looked up once per label set. prometheus_client checks the
+        arguments and takes a lock on every `labels()` (1.5 microseconds), and each HTTP request
+        looks up four children; a child never changes for its label set. This keeps a reference to
+        each child prometheus_client keeps anyway: no label set it does not hold."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found  # type: ignore[return-value]
 
     def register_pool(self, name: str, stats: PoolStats) -> None:
         """Report `stats()` of a pool under `name` at each scrape."""
