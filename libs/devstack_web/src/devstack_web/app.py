@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
-from starlette._utils import get_route_path
+from starlette._utils import get_route_path  # as fastapi.routing imports it
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -105,16 +105,28 @@ class ContractRoute(APIRoute):
     template up to the first parameter, cannot match the expression, so the answer is the same
     either way, and a try that stops there costs half as much.
 
-    `create_app` sets the prefix when it puts the route in the app's own router. A route
-    included some other way (`include_router`, with a prefix of its own) keeps none and is
-    matched as FastAPI matches any route."""
+    `create_app` sets the prefix when it puts the route in the app's own router, and the check
+    applies only to requests that router routes (`scope["router"]`): the same route included
+    in another app (`include_router`, under a prefix of its own) is matched as FastAPI matches
+    any route."""
 
     literal_prefix: str | None = None
+    prefix_router: object = None  # the router whose requests the prefix is checked for
+
+    def match_prefix_in(self, router: object) -> None:
+        """Check the literal prefix for the requests `router` routes (the app's own)."""
+        self.literal_prefix = self.path.split("{", 1)[0]
+        self.prefix_router = router
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         """No match when the path lacks the literal prefix, else as APIRoute decides."""
         prefix = self.literal_prefix
-        if prefix and scope["type"] == "http" and not get_route_path(scope).startswith(prefix):
+        if (
+            prefix
+            and scope["type"] == "http"
+            and scope.get("router") is self.prefix_router
+            and not get_route_path(scope).startswith(prefix)
+        ):
             return Match.NONE, {}
         return super().matches(scope)
 
@@ -215,7 +227,7 @@ def create_app(
             if isinstance(route, APIRoute) and not declares_request_id(route):
                 raise ValueError(f"{route.path}: its router was not made by contract_router()")
             if isinstance(route, ContractRoute):
-                route.literal_prefix = route.path.split("{", 1)[0]
+                route.match_prefix_in(app.router)
             contract_routes.append(route)
     app.router.routes[:0] = contract_routes
     install_handlers(app)
