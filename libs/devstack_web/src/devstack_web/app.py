@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -105,27 +106,26 @@ class ContractRoute(APIRoute):
     template up to the first parameter, cannot match the expression, so the answer is the same
     either way, and a try that stops there costs half as much.
 
-    `create_app` sets the prefix when it puts the route in the app's own router, and the check
-    applies only to requests that router routes (`scope["router"]`): the same route included
+    `create_app` sets `prefix_router` when it puts the route in the app's own router, and the
+    check applies only to requests that router routes (`scope["router"]`): the same route included
     in another app (`include_router`, under a prefix of its own) is matched as FastAPI matches
     any route."""
 
-    literal_prefix: str | None = None
     prefix_router: object = None  # the router whose requests the prefix is checked for
 
-    def match_prefix_in(self, router: object) -> None:
-        """Check the literal prefix for the requests `router` routes (the app's own)."""
-        self.literal_prefix = self.path.split("{", 1)[0]
-        self.prefix_router = router
+    @functools.cached_property
+    def literal_prefix(self) -> str:
+        """The route's template up to its first parameter."""
+        return self.path.split("{", 1)[0]
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         """No match when the path lacks the literal prefix, else as APIRoute decides."""
-        prefix = self.literal_prefix
+        router = self.prefix_router
         if (
-            prefix
+            router is not None
+            and scope.get("router") is router
             and scope["type"] == "http"
-            and scope.get("router") is self.prefix_router
-            and not get_route_path(scope).startswith(prefix)
+            and not get_route_path(scope).startswith(self.literal_prefix)
         ):
             return Match.NONE, {}
         return super().matches(scope)
@@ -227,7 +227,7 @@ def create_app(
             if isinstance(route, APIRoute) and not declares_request_id(route):
                 raise ValueError(f"{route.path}: its router was not made by contract_router()")
             if isinstance(route, ContractRoute):
-                route.match_prefix_in(app.router)
+                route.prefix_router = app.router
             contract_routes.append(route)
     app.router.routes[:0] = contract_routes
     install_handlers(app)

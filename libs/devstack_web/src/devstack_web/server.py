@@ -6,7 +6,7 @@ budget whichever port a request comes in on. SIGINT/SIGTERM stop both servers, t
 lifespan closes the client. Without TLS files, only HTTP is served (logged).
 
 The server settings (issue 15, measured in docs/performance.md): the event loop is asyncio's
-(`DEVSTACK_API_EVENT_LOOP=uvloop` for uvloop's: 8 to 12 % less CPU per request for 4.3 MB more
+(`DEVSTACK_API_EVENT_LOOP=uvloop` for uvloop's: 0 to 12 % less CPU per request for 4.3 MB more
 resident memory, short of the 1.5x that would allow more than 80 MB; docs/apps.md), the
 HTTP/1.1 parser httptools (`ProblemHttpToolsProtocol`), and uvicorn writes no access line:
 `EdgeMiddleware` logs each request once, with its request id, status and duration. A request
