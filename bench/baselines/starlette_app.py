@@ -1,6 +1,7 @@
 """The benchmark's floor-finding baselines, started by `devstack bench` beside the stack's APIs.
 
-    python -OO bench/baselines/starlette_app.py --mode bare|redis --port PORT --loop asyncio|uvloop
+    python -OO bench/baselines/starlette_app.py --mode bare|redis|postgres --port PORT \
+        --loop asyncio|uvloop
 
 `bare`: a Starlette app whose one route, `GET /health`, answers `{"status": "ok"}`: what the
 framework and the server (uvicorn with the APIs' server settings: httptools, which
@@ -14,10 +15,14 @@ key's master). The difference between it and an API on the same route is what th
 (FastAPI, middleware, logging, metrics); the difference between it and `bare` is the library
 and Redis.
 
+`postgres`: the same for `GET /examples/postgres/items/{item_id}`
+(`DevStackClient.items("postgres").get`: asyncpg's pool over TLS, one SELECT by primary key),
+answering the item as the APIs do, 404 when missing.
+
 It reads the same DEVSTACK_* settings as the APIs (the bench gives it code_first's AppRole,
-whose policy reads the Redis secret). Run it with an API's own environment's Python, so that the
-interpreter, its flags and the library's versions are the APIs'. No access log (the APIs log
-every request: part of what the comparison shows).
+whose policy reads the Redis and PostgreSQL secrets). Run it with an API's own environment's
+Python, so that the interpreter, its flags and the library's versions are the APIs'. No access
+log (the APIs log every request: part of what the comparison shows).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from starlette.applications import Starlette
@@ -42,12 +47,13 @@ def bare_app() -> Starlette:
     return Starlette(routes=[Route("/health", health)])
 
 
-def redis_app() -> Starlette:
+def library_app(dependency: Literal["redis", "postgres"]) -> Starlette:
+    """`/health`, and the one route of `dependency` (`redis` or `postgres`) through the library."""
     from devstack_client import ClientSettings, DevStackClient, tune_process
     from devstack_client.errors import NotFound
 
     tune_process()  # the library's memory measures, as the APIs apply them in their main
-    client = DevStackClient(ClientSettings(), dependencies=("redis",))
+    client = DevStackClient(ClientSettings(), dependencies=(dependency,))
 
     async def cache_get(request: Request) -> JSONResponse:
         try:
@@ -56,24 +62,33 @@ def redis_app() -> Starlette:
             return JSONResponse({"status": 404}, status_code=404)
         return JSONResponse(entry.model_dump(mode="json"))
 
+    async def postgres_get(request: Request) -> JSONResponse:
+        try:
+            item = await client.items("postgres").get(request.path_params["item_id"])
+        except NotFound:
+            return JSONResponse({"status": 404}, status_code=404)
+        return JSONResponse(item.model_dump(mode="json"))
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
         async with client:
             yield
 
-    return Starlette(
-        routes=[Route("/health", health), Route("/examples/cache/{key}", cache_get)],
-        lifespan=lifespan,
+    route = (
+        Route("/examples/cache/{key}", cache_get)
+        if dependency == "redis"
+        else Route("/examples/postgres/items/{item_id}", postgres_get)
     )
+    return Starlette(routes=[Route("/health", health), route], lifespan=lifespan)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="a benchmark baseline")
-    parser.add_argument("--mode", choices=("bare", "redis"), required=True)
+    parser.add_argument("--mode", choices=("bare", "redis", "postgres"), required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), required=True)
     args = parser.parse_args()
-    app = bare_app() if args.mode == "bare" else redis_app()
+    app = bare_app() if args.mode == "bare" else library_app(args.mode)
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -82,7 +97,7 @@ def main() -> None:
         log_level="warning",
         access_log=False,
         server_header=False,
-        lifespan="on" if args.mode == "redis" else "off",
+        lifespan="off" if args.mode == "bare" else "on",
     )
 
 

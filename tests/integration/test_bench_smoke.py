@@ -28,7 +28,11 @@ from tests.support import StackUnderTest
 
 pytestmark = pytest.mark.integration
 
-BASELINES = {"starlette": {"health"}, "starlette_redis": {"health", "cache_get"}}
+BASELINES = {
+    "starlette": {"health"},
+    "starlette_redis": {"health", "cache_get"},
+    "starlette_postgres": {"postgres_get"},
+}
 CHARTS = ("requests_per_second.png", "latency_p99.png", "memory_startup.png")
 
 
@@ -80,6 +84,8 @@ def test_every_implementation_that_is_up_runs_every_scenario(smoke: dict[str, An
         assert run["cpu_seconds"] >= 0, key
         assert run["cpu_seconds_per_1000_requests"] >= 0, key
         assert set(run["socket_errors"]) == {"connect", "read", "write", "timeout"}
+        if key[0] in BASELINES:  # a floor answers what the APIs answer: the entry, the item
+            assert run["non_2xx"] == 0, (key, run["statuses"])
 
 
 def test_memory_start_up_ceilings_and_the_machine_are_recorded(

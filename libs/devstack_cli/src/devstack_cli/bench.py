@@ -4,9 +4,10 @@ What it does, in order (docs/performance.md has the method and the reference run
 
 1. Finds the implementations in the running stack: every service of kind "api" in the service
    table that the stack's profile runs and whose `/health` answers (or those named).
-2. Starts the baselines (a bare Starlette app; a Starlette handler making the library's Redis
-   GET) from an API's own environment, and creates each implementation's fixtures through its
-   own API: cache keys on all three Redis masters, items in PostgreSQL, MongoDB and MySQL.
+2. Starts the baselines (a bare Starlette app; Starlette handlers making the library's Redis
+   GET and PostgreSQL item GET) from an API's own environment, and creates each
+   implementation's fixtures through its own API: cache keys on all three Redis masters, items
+   in PostgreSQL, MongoDB and MySQL.
 3. For each scenario, each connection count, each implementation in turn (the order rotates,
    so drift hits them alike): a warm-up, then a fixed-duration wrk run (HTTP/1.1 keep-alive),
    with the server pinned to one core and wrk to another, and the server's CPU time read from
@@ -111,7 +112,12 @@ SCENARIOS: dict[str, Scenario] = {
             '{"value": "bench value", "ttl_seconds": 600}',
         ),
         Scenario(
-            "postgres_get", "GET", "/examples/postgres/items/{item_id}", "a PostgreSQL item by id"
+            "postgres_get",
+            "GET",
+            "/examples/postgres/items/{item_id}",
+            "a PostgreSQL item by id",
+            None,
+            ("starlette_postgres",),
         ),
         Scenario(
             "postgres_post",
@@ -609,12 +615,16 @@ class Baselines:
                 process.wait()
 
 
+# Each baseline (a target's name) and its mode in BASELINE_SCRIPT.
+BASELINES = {"starlette": "bare", "starlette_redis": "redis", "starlette_postgres": "postgres"}
+
+
 def start_baselines(
     settings: Settings, implementations: list[Target], options: Options, log: Path
 ) -> Baselines:
-    """The bare Starlette app and the Starlette + library Redis GET, from an API's own
-    environment (the first Python implementation's), with that API's AppRole, on the event
-    loop that API runs on."""
+    """The bare Starlette app and the Starlette + library Redis GET and PostgreSQL item GET
+    (`BASELINES`), from an API's own environment (the first Python implementation's), with
+    that API's AppRole, on the event loop that API runs on."""
     started = Baselines()
     donor = next((t for t in implementations if t.python), None)
     if donor is None or donor.service is None:
@@ -632,7 +642,7 @@ def start_baselines(
     }
     script = repo_root() / BASELINE_SCRIPT
     python = donor.python or sys.executable
-    for name, mode in (("starlette", "bare"), ("starlette_redis", "redis")):
+    for name, mode in BASELINES.items():
         port = free_port()
         handle = log.open("ab")
         process = subprocess.Popen(
@@ -667,8 +677,8 @@ def start_baselines(
         scenarios = tuple(s for s in options.scenarios if name in SCENARIOS[s].baseline)
         target = Target(name, "baseline", url, process.pid, scenarios, python=python)
         target.startup_s = [round(time.monotonic() - launched, 3)]
-        if "cache_get" in scenarios:
-            target.paths["cache_get"] = donor.paths["cache_get"]
+        for scenario in scenarios:
+            target.paths[scenario] = donor.paths[scenario]
         target.paths["health"] = ["/health"]
         started.targets.append(target)
     return started

@@ -240,8 +240,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def headlines(report: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """The figures issue 14 sets targets for, at the highest connection count of the run, for
-    the targets present: (figure, target, measured)."""
+    """The figures issues 14 and 15 set targets for, at the highest connection count of the run,
+    for the targets present: (figure, target, measured)."""
     conns = _connections(report)
     if not conns:
         return []
@@ -278,13 +278,16 @@ def headlines(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         cpu_text = f"{by_cpu:.2f}" if by_cpu is not None else "-"
         return f"{by_rps:.2f} (per CPU-second: {cpu_text})"
 
-    for other, target in (("golang", "0.5"), ("starlette_redis", "0.5")):
-        for scenario in ("cache_get", "postgres_get"):
-            value = both("code_first", other, scenario)
-            if value:
-                found.append(
-                    (f"code_first requests/s / {other}'s, {scenario} c={top}", target, value)
-                )
+    for other, scenario, target in (
+        ("golang", "cache_get", "0.5"),  # issue 14
+        ("golang", "postgres_get", "0.5"),
+        ("starlette", "health", "0.7"),  # issue 15: the baselines on the same server settings
+        ("starlette_redis", "cache_get", "0.5"),
+        ("starlette_postgres", "postgres_get", "0.5"),
+    ):
+        value = both("code_first", other, scenario)
+        if value:
+            found.append((f"code_first requests/s / {other}'s, {scenario} c={top}", target, value))
     if "code_first" in impls and "api_first" in impls:
         gaps = []
         for scenario in _scenarios(report):
