@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from typing import Any
@@ -21,6 +22,7 @@ from devstack_client import (
     aggregate,
     current_request_id,
 )
+from devstack_client.asgi import new_request_id
 from tests.support import wait_for
 
 
@@ -158,6 +160,34 @@ async def test_an_insane_request_id_is_replaced_by_a_uuid4(bad: bytes) -> None:
     assert uuid.UUID(generated).version == 4
     assert generated == generated.lower()
     assert seen["request_id"] == generated
+
+
+def test_generated_request_ids_are_uuid4_strings_unique_across_batches() -> None:
+    ids = [new_request_id() for _ in range(3 * 256 + 7)]  # more than three urandom batches
+    assert len(set(ids)) == len(ids)
+    for generated in ids:
+        parsed = uuid.UUID(generated)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == generated  # lowercase, hyphenated, as str(uuid4()) writes it
+
+
+def test_a_forked_child_never_repeats_its_parent_s_request_ids() -> None:
+    new_request_id()  # a batch is read: without the fork hook, the child would inherit it
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, to the parent
+        try:
+            os.write(write_end, ",".join(new_request_id() for _ in range(8)).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child = set(pipe.read().split(","))
+    os.waitpid(pid, 0)
+    parent = {new_request_id() for _ in range(8)}
+    assert len(child) == 8
+    assert not child & parent
 
 
 async def test_request_ids_with_base64_characters_are_sane() -> None:

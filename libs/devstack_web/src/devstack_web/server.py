@@ -26,7 +26,6 @@ import contextvars
 import json
 import signal
 import time
-import uuid
 import weakref
 from collections import deque
 from collections.abc import Coroutine, Iterator
@@ -38,6 +37,7 @@ from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from devstack_client import configure_logging, uvicorn_log_config
+from devstack_client.asgi import new_request_id
 from devstack_web.contract import SERVICE_LINKS
 from devstack_web.edge import QUEUED_AT
 from devstack_web.problems import PROBLEM_MEDIA_TYPE, problem_body
@@ -166,7 +166,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None and not cycle.response_complete:
             self.transport.close()  # a response is under way on this connection: just close
             return
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         body = json.dumps(
             problem_body(400, PARSE_ERROR_DETAIL, "/", request_id), separators=(",", ":")
         ).encode()
