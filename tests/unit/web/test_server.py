@@ -220,6 +220,55 @@ def test_the_fast_access_line_is_the_line_logging_would_write(
 
 
 @pytest.mark.parametrize(
+    ("method", "scope", "context"),
+    [
+        ("GET", {"path": "/examples/cache/k1", "client": ("127.0.0.1", 5000)}, {}),
+        (
+            "PURGE",  # not a usual method: redacted as a text
+            {"path": '/caf\u00e9/\u2603/"q"/\\/\x00\t\n', "query_string": b'a="b"&c=\\\xff'},
+            {"request_id": "0f4f6a8e-1b7c-4c1e-9a51-3f1f5d1c2a7b"},
+        ),
+        (
+            "DELETE",
+            {"path": "/x", "client": ("::1", 1), "http_version": "2"},
+            {
+                "request_id": "caller-chosen/id=1",
+                "count": 3,
+                "ratio": 0.25,
+                "flag": True,
+                "nothing": None,
+                "items": [1, "two", {"three": 3.0}],
+                "password": "hunter2-is-a-secret",  # a secret-looking key: masked
+                "not_a_number": float("nan"),
+                "an_object": object,  # str() of it, as default=str writes it
+                "status": "a bound variable never repeats a field of the line",
+            },
+        ),
+    ],
+)
+def test_the_access_line_is_the_json_of_its_fields(
+    method: str, scope: dict[str, Any], context: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_access_line` joins its parts by hand: the same text, character for character, as
+    encoding the line's dict the way structlog's JSONRenderer does."""
+    monkeypatch.setattr(edge, "utc_timestamp", lambda: "2026-11-29T06:00:00.000001Z")
+    scope = {"http_version": "1.1", **scope}
+    with structlog.contextvars.bound_contextvars(**context):
+        line = edge._access_line(scope, method, 201, 0.0123456)
+        bound = structlog.contextvars.get_contextvars()  # in the context's own order
+    expected: dict[str, Any] = edge._access_fields(scope, method, 201, 0.0123456)
+    expected["event"] = "request"
+    for key, value in bound.items():
+        if key not in expected:
+            generated = isinstance(value, str) and edge._GENERATED.fullmatch(value)
+            expected[key] = value if generated else redactor.redact(value, key)
+    expected |= {"level": "info", "logger": "devstack_web.access"}
+    expected["timestamp"] = "2026-11-29T06:00:00.000001Z"
+    assert line == json.dumps(expected, default=str) + "\n"
+    assert '"password": "********"' in line or "password" not in context
+
+
+@pytest.mark.parametrize(
     "nanoseconds",
     [
         1_764_384_861_388_051_123,
