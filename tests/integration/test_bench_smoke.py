@@ -8,10 +8,12 @@ Also: the bad inputs (one line, exit 2 or 3), `--compare`, and the pure parts of
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -19,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from devstack_cli.bench import SCENARIOS, SMOKE_CONNECTIONS, key_slot, keys_on_every_master
 from devstack_cli.bench_report import compare
 from devstack_cli.stack import stack as service_table
-from tests.support import StackUnderTest
+from tests.support import StackUnderTest, wait_for_sync
 
 pytestmark = pytest.mark.integration
 
@@ -310,6 +313,95 @@ def test_an_implementation_outside_the_running_profile_is_exit_3(stack: StackUnd
     result = stack.cli("bench", "--implementations", outside[0])
     assert result.returncode == 3
     assert "not part of the running stack" in one_error_line(result)
+
+
+# -- signals and a second bench ----------------------------------------------------------------
+
+
+def start_long_bench(stack: StackUnderTest, api: str, folder: Path) -> subprocess.Popen[str]:
+    """A bench of `api` and the baselines on `health` long enough to be signalled mid-run."""
+    options = ["--scenarios", "health", "--connections", "1", "--duration", "15", "--warmup", "0"]
+    options += ["--no-ceilings", "--startup-rounds", "0", "--output", str(folder)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "devstack_cli", "bench", "--implementations", api, *options],
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def baselines_of(bench: psutil.Process) -> list[psutil.Process]:
+    return [c for c in bench.children() if "starlette_app.py" in " ".join(c.cmdline())]
+
+
+def all_baselines(bench: psutil.Process) -> list[psutil.Process] | None:
+    found = baselines_of(bench)
+    return found if len(found) == len(BASELINES) else None
+
+
+def loading(bench: psutil.Process, port: int) -> bool:
+    """wrk, started by the bench, is loading the server on `port` (so it is pinned now)."""
+    return any(
+        c.name() == "wrk" and f"http://127.0.0.1:{port}" in c.cmdline() for c in bench.children()
+    )
+
+
+def test_a_signalled_bench_cleans_up_and_a_second_one_is_refused(
+    stack: StackUnderTest, tmp_path: Path
+) -> None:
+    api = apis_up(stack)[0]
+    server = psutil.Process(int(stack.processes()[api]["pid"]))
+    affinity = server.cpu_affinity()
+    port = stack.port(api, "http")
+    bench = start_long_bench(stack, api, tmp_path / "first")
+    try:
+        process = psutil.Process(bench.pid)
+        wait_for_sync(lambda: loading(process, port), 180, f"the bench to load {api}")
+        baselines = baselines_of(process)
+        assert len(baselines) == len(BASELINES)
+        assert server.cpu_affinity() != affinity or len(affinity) == 1  # pinned while loaded
+
+        second = stack.cli("bench", "--smoke", "--output", str(tmp_path / "second"))
+        assert second.returncode == 3, second.stdout + second.stderr
+        assert f"another `devstack bench` (pid {bench.pid})" in one_error_line(second)
+
+        bench.send_signal(signal.SIGTERM)
+        out, err = bench.communicate(timeout=120)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+    assert bench.returncode == 128 + signal.SIGTERM, out + err
+    assert "interrupted by SIGTERM" in err
+    assert "Traceback" not in out + err
+    _, alive = psutil.wait_procs(baselines, timeout=30)
+    assert not alive, "baselines outlived the bench"
+    assert server.cpu_affinity() == affinity, "the bench left the server pinned"
+    assert not (tmp_path / "first" / "results.json").exists()
+
+
+def test_the_baselines_die_with_a_killed_bench(stack: StackUnderTest, tmp_path: Path) -> None:
+    api = apis_up(stack)[0]
+    server = psutil.Process(int(stack.processes()[api]["pid"]))
+    affinity = server.cpu_affinity()
+    bench = start_long_bench(stack, api, tmp_path / "killed")
+    try:
+        process = psutil.Process(bench.pid)
+        baselines = wait_for_sync(
+            lambda: all_baselines(process), 180, "the bench to start its baselines"
+        )
+        bench.kill()  # SIGKILL: no cleanup of its own
+        bench.communicate(timeout=30)
+        _, alive = psutil.wait_procs(baselines, timeout=30)
+        assert not alive, "baselines outlived a killed bench"
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+        for thread in server.threads():  # a killed bench cannot unpin what it was loading
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(thread.id, affinity)
 
 
 # -- the pure parts ---------------------------------------------------------------------------

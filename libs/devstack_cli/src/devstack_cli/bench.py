@@ -49,7 +49,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from devstack_cli import engine, tools
+from devstack_cli import engine, lifeline, tools
 from devstack_cli.settings import Settings, repo_root
 from devstack_cli.stack import Service, stack
 from devstack_cli.states import ProcessState
@@ -664,6 +664,8 @@ def start_baselines(
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            # Killed with the bench, even by SIGKILL (the kernel's parent-death signal).
+            preexec_fn=lifeline.preexec_die_with_parent(signal.SIGTERM),
         )
         handle.close()
         started.processes.append(process)
@@ -1382,6 +1384,53 @@ def isolated_stack(settings: Settings, profile: str, console: Console) -> Iterat
         shutil.rmtree(state, ignore_errors=True)
 
 
+class Interrupted(KeyboardInterrupt):
+    """The run was ended by a signal (`signum`): a KeyboardInterrupt, so that no `except
+    Exception` on the way swallows it and every `finally` runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def ended_by_signals_as_by_ctrl_c() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP end the run through every `finally` on the way: the
+    baselines are stopped, each server's CPU affinity restored, the fixtures removed. By their
+    default action SIGTERM and SIGHUP end the process where it stands, leaving the servers it
+    was loading pinned to one core and the baselines running."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def one_bench_at_a_time(settings: Settings) -> Iterator[None]:
+    """Hold the stack's bench lock for the run; BenchError when another bench holds it. Two at
+    once would measure each other, and each pins the server it loads to a core and restores
+    the affinity it found, which may be the other's pinning."""
+    paths = settings.state
+    fd, holder = engine.take_lock(paths.bench_lock)
+    if fd is None:
+        raise BenchError(
+            f"another `devstack bench` (pid {holder}) is running on this stack "
+            f"({paths.root}): two at once would measure each other; wait for it to end",
+            EXIT_ENVIRONMENT,
+        )
+    try:
+        yield
+    finally:
+        os.close(fd)  # the lock goes with it
+
+
 def command(
     settings: Settings,
     console: Console,
@@ -1431,10 +1480,19 @@ def command(
         isolated=isolated,
         profile=profile,
     )
-    if isolated:
-        with isolated_stack(settings, profile, console) as own:
-            folder = run(own, options, console)
-    else:
-        folder = run(settings, options, console)
+    try:
+        with ended_by_signals_as_by_ctrl_c():
+            if isolated:
+                with isolated_stack(settings, profile, console) as own, one_bench_at_a_time(own):
+                    folder = run(own, options, console)
+            else:
+                with one_bench_at_a_time(settings):
+                    folder = run(settings, options, console)
+    except Interrupted as exc:
+        raise BenchError(
+            f"interrupted by {signal.Signals(exc.signum).name}: the baselines were stopped, the "
+            "servers unpinned and the fixtures removed; no results were written",
+            128 + exc.signum,
+        ) from None
     if compare is not None:
         print_comparison(compare, load_report(folder / "results.json"), threshold, console, folder)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devstack_cli import lifeline
@@ -171,23 +172,33 @@ def lock_up(settings: Settings) -> int:
     """Hold the state folder's `up` lock until this process exits; UpInProgress when another
     `up` holds it. One `up` at a time per state folder: never two stacks on one folder."""
     paths = settings.state
-    paths.run.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.up_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd, holder = take_lock(paths.up_lock)
+    if fd is None:
+        raise UpInProgress(
+            f"another `devstack up` (pid {holder}) is starting this stack ({paths.root}): "
+            "wait for it, then see `devstack status`"
+        )
+    return fd
+
+
+def take_lock(path: Path) -> tuple[int | None, str]:
+    """Take the exclusive lock of `path` (created) for this process: (its descriptor, "");
+    the lock goes when the descriptor is closed or the process ends. When another process
+    holds it: (None, the pid it recorded, or "unknown")."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         try:
-            holder = json.loads(os.read(fd, 4096))["pid"]
+            holder = str(json.loads(os.read(fd, 4096))["pid"])
         except (ValueError, KeyError, TypeError):
             holder = "unknown"
         os.close(fd)
-        raise UpInProgress(
-            f"another `devstack up` (pid {holder}) is starting this stack ({paths.root}): "
-            "wait for it, then see `devstack status`"
-        ) from None
+        return None, holder
     os.ftruncate(fd, 0)
     os.write(fd, json.dumps(lifeline.record(os.getpid())).encode())
-    return fd
+    return fd, ""
 
 
 def stop(settings: Settings, timeout: float = 90.0) -> bool:
