@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from devstack_cli import lifeline
 from devstack_cli.bench import (
     SCENARIOS,
     cpu_seconds,
@@ -114,6 +115,8 @@ def main() -> int:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                # Killed with this script, even by SIGKILL (the kernel's parent-death signal).
+                preexec_fn=lifeline.preexec_die_with_parent(signal.SIGTERM),
             )
             started.append(process)
             url = f"http://127.0.0.1:{port}"
