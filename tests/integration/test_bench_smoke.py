@@ -335,11 +335,6 @@ def baselines_of(bench: psutil.Process) -> list[psutil.Process]:
     return [c for c in bench.children() if "starlette_app.py" in " ".join(c.cmdline())]
 
 
-def all_baselines(bench: psutil.Process) -> list[psutil.Process] | None:
-    found = baselines_of(bench)
-    return found if len(found) == len(BASELINES) else None
-
-
 def loading(bench: psutil.Process, port: int) -> bool:
     """wrk, started by the bench, is loading the server on `port` (so it is pinned now)."""
     return any(
@@ -381,25 +376,40 @@ def test_a_signalled_bench_cleans_up_and_a_second_one_is_refused(
     assert not (tmp_path / "first" / "results.json").exists()
 
 
-def test_the_baselines_die_with_a_killed_bench(stack: StackUnderTest, tmp_path: Path) -> None:
+def test_a_killed_bench_leaves_no_baseline_and_the_next_one_unpins(
+    stack: StackUnderTest, tmp_path: Path
+) -> None:
     api = apis_up(stack)[0]
     server = psutil.Process(int(stack.processes()[api]["pid"]))
     affinity = server.cpu_affinity()
+    port = stack.port(api, "http")
     bench = start_long_bench(stack, api, tmp_path / "killed")
     try:
         process = psutil.Process(bench.pid)
-        baselines = wait_for_sync(
-            lambda: all_baselines(process), 180, "the bench to start its baselines"
-        )
+        wait_for_sync(lambda: loading(process, port), 180, f"the bench to load {api}")
+        baselines = baselines_of(process)
+        assert len(baselines) == len(BASELINES)
         bench.kill()  # SIGKILL: no cleanup of its own
         bench.communicate(timeout=30)
         _, alive = psutil.wait_procs(baselines, timeout=30)
         assert not alive, "baselines outlived a killed bench"
+        if len(affinity) > 1:
+            assert server.cpu_affinity() != affinity  # left pinned: nothing ran to undo it
+
+        options = ["--scenarios", "health", "--connections", "1", "--duration", "1"]
+        options += ["--warmup", "0", "--no-ceilings", "--startup-rounds", "0", "--no-baselines"]
+        after = stack.cli(
+            "bench", "--implementations", api, *options, "--output", str(tmp_path / "next")
+        )
+        assert after.returncode == 0, after.stdout + after.stderr
+        if len(affinity) > 1:
+            assert "its CPU affinity is restored" in after.stdout
+        assert server.cpu_affinity() == affinity
     finally:
         if bench.poll() is None:
             bench.kill()
             bench.wait()
-        for thread in server.threads():  # a killed bench cannot unpin what it was loading
+        for thread in server.threads():  # whatever the assertions found, leave it unpinned
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(thread.id, affinity)
 

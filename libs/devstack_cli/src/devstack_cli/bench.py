@@ -250,23 +250,54 @@ def affinity(pid: int) -> set[int]:
     return set(os.sched_getaffinity(pid))
 
 
-def pin_tree(pid: int, cpus: set[int]) -> dict[int, set[int]]:
-    """Pin every thread of a process tree to `cpus`; returns what to restore."""
+def pin_tree(pid: int, cpus: set[int], record: Path | None = None) -> dict[int, set[int]]:
+    """Pin every thread of a process tree to `cpus`; returns what to restore. With `record`,
+    that is written there first, so that a bench killed before it restores leaves the next one
+    what to undo (`unpin_left_over`)."""
     before: dict[int, set[int]] = {}
     for p in process_tree(pid):
         with contextlib.suppress(OSError):
             for task in Path(f"/proc/{p}/task").iterdir():
-                tid = int(task.name)
                 with contextlib.suppress(OSError):
-                    before[tid] = affinity(tid)
-                    os.sched_setaffinity(tid, cpus)
+                    before[int(task.name)] = affinity(int(task.name))
+    if record is not None:
+        threads = {str(tid): sorted(was) for tid, was in before.items()}
+        pinned = {"pid": pid, "started": lifeline.start_time(pid), "threads": threads}
+        record.write_text(json.dumps(pinned))
+    for tid in before:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(tid, cpus)
     return before
 
 
-def restore_affinity(saved: dict[int, set[int]]) -> None:
+def restore_affinity(saved: dict[int, set[int]], record: Path | None = None) -> None:
     for tid, cpus in saved.items():
         with contextlib.suppress(OSError):
             os.sched_setaffinity(tid, cpus)
+    if record is not None:
+        record.unlink(missing_ok=True)
+
+
+def unpin_left_over(record: Path) -> int | None:
+    """Undo the pinning a killed bench left (`pin_tree`'s record): every thread of the process
+    tree it pinned, if that process still runs, gets the affinity its first thread had before;
+    returns that process's pid (None when there was nothing to undo)."""
+    try:
+        pinned = json.loads(record.read_text())
+        pid, started, threads = int(pinned["pid"]), pinned["started"], pinned["threads"]
+    except (OSError, ValueError, KeyError, TypeError):
+        record.unlink(missing_ok=True)
+        return None
+    record.unlink(missing_ok=True)
+    if started is None or not lifeline.is_same_process(pid, float(started)):
+        return None
+    cpus = set(threads.get(str(pid)) or os.sched_getaffinity(0))
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(task.name), cpus)
+    return pid
 
 
 def machine() -> dict[str, Any]:
@@ -856,7 +887,7 @@ def redis_ceiling(
     key = "bench-ceiling"
     port, pid = redis_master_for(settings, ranges, key)
     results = []
-    saved = pin_tree(pid, {pin[0]}) if pin else {}
+    saved = pin_tree(pid, {pin[0]}, settings.state.bench_pinned) if pin else {}
     try:
         with redis_bench_user(settings, reader, port) as user:
             for c in connections:
@@ -896,7 +927,7 @@ def redis_ceiling(
                     }
                 )
     finally:
-        restore_affinity(saved)
+        restore_affinity(saved, settings.state.bench_pinned)
     return results
 
 
@@ -1145,6 +1176,13 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
     log.parent.mkdir(parents=True, exist_ok=True)
     baselines = Baselines()
     targets = list(implementations)
+    pinned_record = settings.state.bench_pinned
+    left_pinned = unpin_left_over(pinned_record)
+    if left_pinned is not None:
+        console.print(
+            f"a bench killed during its run had left process {left_pinned} pinned to one core: "
+            "its CPU affinity is restored"
+        )
     try:
         for target in implementations:
             prepare_fixtures(target, run_id, verify)
@@ -1170,7 +1208,7 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
             task = progress.add_task("benchmark", total=len(plan) + ceiling_steps + startup_steps)
             for scenario, connections, target in plan:
                 progress.update(task, description=f"{target.name} {scenario.name} c={connections}")
-                saved = pin_tree(target.pid, {pin[0]}) if pin else {}
+                saved = pin_tree(target.pid, {pin[0]}, pinned_record) if pin else {}
                 try:
                     row = measure(target, scenario, connections, options, pin[1] if pin else None)
                     report["results"].append(row)
@@ -1183,7 +1221,7 @@ def run(settings: Settings, options: Options, console: Console) -> Path:
                 except (RuntimeError, subprocess.TimeoutExpired, KeyError) as exc:
                     report["errors"].append(f"{target.name} {scenario.name} c={connections}: {exc}")
                 finally:
-                    restore_affinity(saved)
+                    restore_affinity(saved, pinned_record)
                     if scenario.name == "publish" and target.kind == "implementation":
                         # wrk leaves publishes in flight when it stops: let them be confirmed
                         # before the queue goes, so the server sees no error of our making.

@@ -104,6 +104,7 @@ class StatePaths:
         self.children_file = self.run / "children.json"  # what the supervisor started, proven
         self.up_lock = self.run / "up.lock"
         self.bench_lock = self.run / "bench.lock"  # one `devstack bench` at a time
+        self.bench_pinned = self.run / "bench-pinned.json"  # what a bench has pinned, until undone
         self.plan_file = self.run / "plan.json"
         self.supervisor_log = self.logs / "supervisor.log"
         self.vault_init = root / "vault" / "init.json"
