@@ -17,6 +17,8 @@ import signal
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -342,19 +344,46 @@ def loading(bench: psutil.Process, port: int) -> bool:
     )
 
 
-def test_a_signalled_bench_cleans_up_and_a_second_one_is_refused(
-    stack: StackUnderTest, tmp_path: Path
-) -> None:
+@dataclass
+class LoadingBench:
+    """A bench started by `bench_loading_an_api`, and what it was started against."""
+
+    bench: subprocess.Popen[str]
+    api: str
+    server: psutil.Process
+    affinity: list[int]  # the server's before the bench
+    baselines: list[psutil.Process]
+
+
+@contextlib.contextmanager
+def bench_loading_an_api(stack: StackUnderTest, folder: Path) -> Iterator[LoadingBench]:
+    """A long bench, once wrk loads an API (which is pinned then); killed if still running at
+    the end, and the API's threads given back the affinity they had, whatever happened."""
     api = apis_up(stack)[0]
     server = psutil.Process(int(stack.processes()[api]["pid"]))
     affinity = server.cpu_affinity()
     port = stack.port(api, "http")
-    bench = start_long_bench(stack, api, tmp_path / "first")
+    bench = start_long_bench(stack, api, folder)
     try:
         process = psutil.Process(bench.pid)
         wait_for_sync(lambda: loading(process, port), 180, f"the bench to load {api}")
         baselines = baselines_of(process)
         assert len(baselines) == len(BASELINES)
+        yield LoadingBench(bench, api, server, affinity, baselines)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+        for thread in server.threads():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(thread.id, affinity)
+
+
+def test_a_signalled_bench_cleans_up_and_a_second_one_is_refused(
+    stack: StackUnderTest, tmp_path: Path
+) -> None:
+    with bench_loading_an_api(stack, tmp_path / "first") as run:
+        bench, server, affinity = run.bench, run.server, run.affinity
         assert server.cpu_affinity() != affinity or len(affinity) == 1  # pinned while loaded
 
         second = stack.cli("bench", "--smoke", "--output", str(tmp_path / "second"))
@@ -363,55 +392,35 @@ def test_a_signalled_bench_cleans_up_and_a_second_one_is_refused(
 
         bench.send_signal(signal.SIGTERM)
         out, err = bench.communicate(timeout=120)
-    finally:
-        if bench.poll() is None:
-            bench.kill()
-            bench.wait()
-    assert bench.returncode == 128 + signal.SIGTERM, out + err
-    assert "interrupted by SIGTERM" in err
-    assert "Traceback" not in out + err
-    _, alive = psutil.wait_procs(baselines, timeout=30)
-    assert not alive, "baselines outlived the bench"
-    assert server.cpu_affinity() == affinity, "the bench left the server pinned"
-    assert not (tmp_path / "first" / "results.json").exists()
+        assert bench.returncode == 128 + signal.SIGTERM, out + err
+        assert "interrupted by SIGTERM" in err
+        assert "Traceback" not in out + err
+        _, alive = psutil.wait_procs(run.baselines, timeout=30)
+        assert not alive, "baselines outlived the bench"
+        assert server.cpu_affinity() == affinity, "the bench left the server pinned"
+        assert not (tmp_path / "first" / "results.json").exists()
 
 
 def test_a_killed_bench_leaves_no_baseline_and_the_next_one_unpins(
     stack: StackUnderTest, tmp_path: Path
 ) -> None:
-    api = apis_up(stack)[0]
-    server = psutil.Process(int(stack.processes()[api]["pid"]))
-    affinity = server.cpu_affinity()
-    port = stack.port(api, "http")
-    bench = start_long_bench(stack, api, tmp_path / "killed")
-    try:
-        process = psutil.Process(bench.pid)
-        wait_for_sync(lambda: loading(process, port), 180, f"the bench to load {api}")
-        baselines = baselines_of(process)
-        assert len(baselines) == len(BASELINES)
-        bench.kill()  # SIGKILL: no cleanup of its own
-        bench.communicate(timeout=30)
-        _, alive = psutil.wait_procs(baselines, timeout=30)
+    with bench_loading_an_api(stack, tmp_path / "killed") as run:
+        run.bench.kill()  # SIGKILL: no cleanup of its own
+        run.bench.communicate(timeout=30)
+        _, alive = psutil.wait_procs(run.baselines, timeout=30)
         assert not alive, "baselines outlived a killed bench"
-        if len(affinity) > 1:
-            assert server.cpu_affinity() != affinity  # left pinned: nothing ran to undo it
+        if len(run.affinity) > 1:
+            assert run.server.cpu_affinity() != run.affinity  # left pinned: nothing undid it
 
         options = ["--scenarios", "health", "--connections", "1", "--duration", "1"]
         options += ["--warmup", "0", "--no-ceilings", "--startup-rounds", "0", "--no-baselines"]
         after = stack.cli(
-            "bench", "--implementations", api, *options, "--output", str(tmp_path / "next")
+            "bench", "--implementations", run.api, *options, "--output", str(tmp_path / "next")
         )
         assert after.returncode == 0, after.stdout + after.stderr
-        if len(affinity) > 1:
+        if len(run.affinity) > 1:
             assert "its CPU affinity is restored" in after.stdout
-        assert server.cpu_affinity() == affinity
-    finally:
-        if bench.poll() is None:
-            bench.kill()
-            bench.wait()
-        for thread in server.threads():  # whatever the assertions found, leave it unpinned
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(thread.id, affinity)
+        assert run.server.cpu_affinity() == run.affinity
 
 
 # -- the pure parts ---------------------------------------------------------------------------

@@ -260,9 +260,9 @@ def pin_tree(pid: int, cpus: set[int], record: Path | None = None) -> dict[int, 
             for task in Path(f"/proc/{p}/task").iterdir():
                 with contextlib.suppress(OSError):
                     before[int(task.name)] = affinity(int(task.name))
-    if record is not None:
-        threads = {str(tid): sorted(was) for tid, was in before.items()}
-        pinned = {"pid": pid, "started": lifeline.start_time(pid), "threads": threads}
+    if record is not None:  # what its first thread had: the affinity to give every thread back
+        was = sorted(before.get(pid) or os.sched_getaffinity(0))
+        pinned = {"pid": pid, "started": lifeline.start_time(pid), "affinity": was}
         record.write_text(json.dumps(pinned))
     for tid in before:
         with contextlib.suppress(OSError):
@@ -284,14 +284,13 @@ def unpin_left_over(record: Path) -> int | None:
     returns that process's pid (None when there was nothing to undo)."""
     try:
         pinned = json.loads(record.read_text())
-        pid, started, threads = int(pinned["pid"]), pinned["started"], pinned["threads"]
+        pid, started, cpus = int(pinned["pid"]), pinned["started"], set(pinned["affinity"])
     except (OSError, ValueError, KeyError, TypeError):
         record.unlink(missing_ok=True)
         return None
     record.unlink(missing_ok=True)
-    if started is None or not lifeline.is_same_process(pid, float(started)):
+    if started is None or not cpus or not lifeline.is_same_process(pid, float(started)):
         return None
-    cpus = set(threads.get(str(pid)) or os.sched_getaffinity(0))
     for p in process_tree(pid):
         with contextlib.suppress(OSError):
             for task in Path(f"/proc/{p}/task").iterdir():
