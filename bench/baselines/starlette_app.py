@@ -47,13 +47,16 @@ def bare_app() -> Starlette:
     return Starlette(routes=[Route("/health", health)])
 
 
-def library_app(dependency: Literal["redis", "postgres"]) -> Starlette:
-    """`/health`, and the one route of `dependency` (`redis` or `postgres`) through the library."""
+def library_app(dependency: Literal["redis", "postgres"], client: Any = None) -> Starlette:
+    """`/health`, and the one route of `dependency` (`redis` or `postgres`) through the library;
+    `client`: a DevStackClient of the caller's, or a stand-in (bench/apps/app_layer.py), instead
+    of the one made here from the DEVSTACK_* settings."""
     from devstack_client import ClientSettings, DevStackClient, tune_process
     from devstack_client.errors import NotFound
 
-    tune_process()  # the library's memory measures, as the APIs apply them in their main
-    client = DevStackClient(ClientSettings(), dependencies=(dependency,))
+    if client is None:
+        tune_process()  # the library's memory measures, as the APIs apply them in their main
+        client = DevStackClient(ClientSettings(), dependencies=(dependency,))
 
     async def cache_get(request: Request) -> JSONResponse:
         try:
