@@ -250,16 +250,23 @@ def affinity(pid: int) -> set[int]:
     return set(os.sched_getaffinity(pid))
 
 
+def tree_threads(pid: int) -> list[int]:
+    """The thread ids of every process of the tree under `pid` (those that vanish are left out)."""
+    threads: list[int] = []
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            threads.extend(int(task.name) for task in Path(f"/proc/{p}/task").iterdir())
+    return threads
+
+
 def pin_tree(pid: int, cpus: set[int], record: Path | None = None) -> dict[int, set[int]]:
     """Pin every thread of a process tree to `cpus`; returns what to restore. With `record`,
     that is written there first, so that a bench killed before it restores leaves the next one
     what to undo (`unpin_left_over`)."""
     before: dict[int, set[int]] = {}
-    for p in process_tree(pid):
+    for tid in tree_threads(pid):
         with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{p}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    before[int(task.name)] = affinity(int(task.name))
+            before[tid] = affinity(tid)
     if record is not None:  # what its first thread had: the affinity to give every thread back
         was = sorted(before.get(pid) or os.sched_getaffinity(0))
         pinned = {"pid": pid, "started": lifeline.start_time(pid), "affinity": was}
@@ -291,11 +298,9 @@ def unpin_left_over(record: Path) -> int | None:
     record.unlink(missing_ok=True)
     if started is None or not cpus or not lifeline.is_same_process(pid, float(started)):
         return None
-    for p in process_tree(pid):
+    for tid in tree_threads(pid):
         with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{p}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    os.sched_setaffinity(int(task.name), cpus)
+            os.sched_setaffinity(tid, cpus)
     return pid
 
 
