@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from devstack_cli.bootstrap import render_policy
 from devstack_cli.servers.mysql import init_sql
 from devstack_cli.servers.mysqld_exporter import my_cnf
 from devstack_cli.servers.postgres import provisioning_sql
-from devstack_cli.servers.prometheus import check_config, config
+from devstack_cli.servers.prometheus import config
 from devstack_cli.servers.redis import monitor_user
 from devstack_cli.settings import Settings
 from devstack_cli.stack import stack
@@ -72,20 +69,6 @@ def test_redis_nodes_are_targets_of_one_exporter() -> None:
     assert {"target_label": "__address__", "replacement": "127.0.0.1:10071"} in redis[
         "relabel_configs"
     ]
-
-
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="Debian's prometheus package")
-def test_the_rendered_configuration_passes_promtool(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path, port_offset=950)
-    token = settings.state.service_dir("prometheus") / "vault-token"
-    token.parent.mkdir()
-    token.write_text("not-a-token\n")  # promtool checks that the credentials file exists
-    path = tmp_path / "prometheus.yml"
-    path.write_text(json.dumps(config(settings, TABLE.in_profile("observability"))))
-    check_config(path)
-    path.write_text('{"scrape_configs": [{"job_name": "x", "unknown_field": 1}]}')
-    with pytest.raises(RuntimeError, match="not a valid Prometheus configuration"):
-        check_config(path)
 
 
 def test_each_exporter_policy_reads_its_own_secret_and_prometheus_reads_metrics() -> None:

@@ -3,6 +3,7 @@ exporter reading only its own credentials, none of them in a command line or an 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
-from devstack_cli.servers.prometheus import SCRAPE_INTERVAL
+from devstack_cli.servers.prometheus import SCRAPE_INTERVAL, check_config, config
+from devstack_cli.settings import Settings
 from devstack_cli.stack import stack as service_table
 from devstack_cli.vault import VaultError
 from tests.integration.observability.support import PROFILE, ObservedStack
@@ -69,6 +71,23 @@ def test_every_scrape_target_is_up_within_30s_of_up(observed: ObservedStack) -> 
         values = [r["value"][1] for r in observed.query(expr)]
         assert values, expr
         assert all(v == "1" for v in values), (expr, values)
+
+
+def test_promtool_accepts_the_rendered_configuration_and_refuses_a_bad_one(
+    observed: ObservedStack, tmp_path: Path
+) -> None:
+    """Here, not in the unit lane: promtool comes with Debian's prometheus package, which the
+    `observed` fixture installs; a unit test skipped it on every new machine."""
+    settings = Settings(state_dir=tmp_path, port_offset=observed.stack.port_offset)
+    token = settings.state.service_dir("prometheus") / "vault-token"
+    token.parent.mkdir()
+    token.write_text("not-a-token\n")  # promtool checks that the credentials file exists
+    path = tmp_path / "prometheus.yml"
+    path.write_text(json.dumps(config(settings, TABLE.in_profile(PROFILE))))
+    check_config(path)
+    path.write_text('{"scrape_configs": [{"job_name": "x", "unknown_field": 1}]}')
+    with pytest.raises(RuntimeError, match="not a valid Prometheus configuration"):
+        check_config(path)
 
 
 def test_vault_and_rabbitmq_are_scraped(observed: ObservedStack) -> None:

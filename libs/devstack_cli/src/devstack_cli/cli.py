@@ -513,7 +513,8 @@ def test(
                 recipe, say=lambda line: out.print(f"[bold]{line}[/bold]", markup=True)
             ):
                 fail(f"the {recipe.name} checks failed ({recipe.folder})", EXIT_FAILED)
-    lane = ["-m", "not integration"] if unit else []
+    # The whole suite names its slowest tests (CI's log): where the cold run's time goes.
+    lane = ["-m", "not integration"] if unit else ["--durations=25"]
     argv = [sys.executable, "-m", "pytest", *lane, *ctx.args]
     out.print(f"[bold]$ pytest {' '.join([*lane, *ctx.args])}[/bold]", markup=True)
     code = subprocess.run(argv, cwd=root).returncode
