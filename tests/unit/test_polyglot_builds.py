@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -85,6 +89,56 @@ def test_copied_inputs_are_built_in_the_output_folder(source: Path, tmp_path: Pa
     assert (out / "manifest").exists()
 
 
+def files_in(folder: Path) -> dict[str, tuple[str, float]]:
+    """Each file under `folder`: its text and modification time."""
+    return {
+        str(p.relative_to(folder)): (p.read_text(), p.stat().st_mtime)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_a_mirror_rewrites_only_what_a_fresh_clone_changed(source: Path, tmp_path: Path) -> None:
+    (source / "tests").mkdir()
+    (source / "tests" / "check.txt").write_text("read by the checks\n")
+    (source / "notes.md").write_text("read by nothing\n")
+    recipe = replace(recipe_for(source), mirrored=True, check_inputs=("tests/*.txt",))
+    with polyglot.in_mirror(recipe) as mirror:
+        assert mirror == polyglot.mirror_dir(recipe)
+        assert sorted(files_in(mirror)) == ["manifest", "src/main.txt", "tests/check.txt"]
+        long_ago = time.time() - 86400
+        for path in mirror.rglob("*"):
+            os.utime(path, (long_ago, long_ago))
+        before = files_in(mirror)
+
+    # A fresh clone: the same files, each with a new modification time.
+    clone = tmp_path / "clone"
+    shutil.copytree(source, clone, copy_function=shutil.copy)
+    cloned = replace(recipe, folder=str(clone))
+    with polyglot.in_mirror(cloned) as mirror:
+        assert files_in(mirror) == before, "an unchanged file is not written again"
+
+    (clone / "src" / "main.txt").write_text("edited\n")
+    (clone / "tests" / "check.txt").unlink()
+    with polyglot.in_mirror(cloned) as mirror:
+        after = files_in(mirror)
+    assert after["manifest"] == before["manifest"]
+    assert after["src/main.txt"][0] == "edited\n"
+    assert after["src/main.txt"][1] > before["src/main.txt"][1], "newer than the build it changes"
+    assert "tests/check.txt" not in after, "a file gone from the source is gone from the mirror"
+
+
+def test_a_mirrored_recipe_builds_and_checks_in_its_mirror(source: Path, tmp_path: Path) -> None:
+    mirror = polyglot.mirror_dir(recipe_for(source))
+    in_mirror = (sys.executable, "-c", f"import os, sys; sys.exit(os.getcwd() != {str(mirror)!r})")
+    recipe = replace(
+        recipe_for(source), mirrored=True, checks=(Check(in_mirror),), build=(in_mirror,)
+    )
+    assert polyglot.run_checks(recipe, say=lambda _: None)
+    polyglot.build(recipe, tmp_path / "log", say=lambda _: None)
+    assert not polyglot.run_checks(replace(recipe, mirrored=False), say=lambda _: None)
+
+
 def test_a_failed_build_names_its_step_and_log_and_leaves_nothing(
     source: Path, tmp_path: Path
 ) -> None:
@@ -147,3 +201,26 @@ def test_every_polyglot_api_of_the_table_has_a_recipe_and_back() -> None:
     for name, recipe in polyglot.RECIPES.items():
         assert recipe.name == name
         assert recipe.folder == f"polyglot/{name}"
+
+
+# Files of an implementation that neither its build nor its mirrored checks read.
+READ_BY_NO_BUILD = {
+    "golang": {".gitignore"},
+    "nodejs": {".gitignore", "eslint.config.js", "scripts/*", "test/*"},
+    "rust": {".gitignore"},
+}
+
+
+def test_every_file_of_an_implementation_is_an_input_or_read_by_no_build() -> None:
+    """A file a build reads but the build key does not hash would be missed: an edit of it would
+    leave `up` running the build from before."""
+    for name, recipe in polyglot.RECIPES.items():
+        accounted = set(polyglot.input_files(recipe)) | set(polyglot.check_input_files(recipe))
+        for pattern in READ_BY_NO_BUILD[name]:
+            accounted |= {p.relative_to(recipe.source) for p in recipe.source.glob(pattern)}
+        held: set[Path] = set()
+        for folder, subfolders, files in os.walk(recipe.source):
+            subfolders[:] = [d for d in subfolders if d not in {"node_modules", "target", "dist"}]
+            held |= {(Path(folder) / f).relative_to(recipe.source) for f in files}
+        assert held, name
+        assert held <= accounted, f"{name}: not an input: {sorted(held - accounted)}"
