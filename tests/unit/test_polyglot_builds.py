@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -218,9 +219,13 @@ def test_every_file_of_an_implementation_is_an_input_or_read_by_no_build() -> No
         accounted = set(polyglot.input_files(recipe)) | set(polyglot.check_input_files(recipe))
         for pattern in READ_BY_NO_BUILD[name]:
             accounted |= {p.relative_to(recipe.source) for p in recipe.source.glob(pattern)}
-        held: set[Path] = set()
-        for folder, subfolders, files in os.walk(recipe.source):
-            subfolders[:] = [d for d in subfolders if d not in {"node_modules", "target", "dist"}]
-            held |= {(Path(folder) / f).relative_to(recipe.source) for f in files}
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--", "."],
+            cwd=recipe.source,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        held = {Path(file) for file in listed.split("\0") if file}  # what the repository holds
         assert held, name
         assert held <= accounted, f"{name}: not an input: {sorted(held - accounted)}"
