@@ -504,7 +504,9 @@ def test(
     for argv in steps:
         shown = " ".join([os.path.basename(argv[0]), *argv[1:]])
         out.print(f"[bold]$ {shown}[/bold]", markup=True)
+        started = time.monotonic()
         code = subprocess.run(argv, cwd=root).returncode
+        out.print(f"  ({time.monotonic() - started:.1f} s)")
         if code:
             fail(f"`{' '.join(argv[1:3]) or argv[0]}` failed (exit {code})", EXIT_FAILED)
     if checks:

@@ -387,6 +387,7 @@ def run_checks(r: Recipe, say: Callable[[str], None] = print) -> bool:
         for check in r.checks:
             argv = [_fill(arg) for arg in check.argv]
             say(f"$ ({r.folder}) {' '.join(argv)}")
+            started = time.monotonic()
             done = subprocess.run(
                 argv,
                 cwd=folder,
@@ -396,6 +397,8 @@ def run_checks(r: Recipe, say: Callable[[str], None] = print) -> bool:
                 text=True,
                 check=False,
             )
+            # CI's log shows where a cold run's time goes.
+            say(f"  ({time.monotonic() - started:.1f} s)")
             if done.returncode != 0:
                 return False
             if check.silent and done.stdout.strip():
