@@ -196,6 +196,47 @@ def test_a_silent_check_fails_when_it_prints(source: Path) -> None:
     assert not polyglot.run_checks(recipe(Check(("false",)), Check(("true",))))
 
 
+def test_beside_pytest_a_check_that_runs_tests_only_compiles_them_at_the_lowest_priority(
+    source: Path, tmp_path: Path
+) -> None:
+    niceness = (sys.executable, "-c", "import os; print('niceness', os.getpriority(0, 0))")
+    recipe = Recipe(
+        "demo",
+        str(source),
+        (),
+        ("manifest",),
+        (),
+        (),
+        (Check(("echo", "lint")), Check(("echo", "the tests ran"), prepare=niceness)),
+    )
+
+    def run(stage: polyglot.Stage, lowest_priority: bool) -> str:
+        log = tmp_path / f"{stage}.log"
+        with log.open("w") as output:
+
+            def say(line: str) -> None:
+                output.write(f"{line}\n")
+                output.flush()
+
+            assert polyglot.run_checks(
+                recipe, say, stage=stage, output=output, lowest_priority=lowest_priority
+            )
+        return log.read_text()
+
+    beside = run("beside", lowest_priority=True)
+    assert "lint" in beside
+    assert "niceness 19" in beside
+    assert "the tests ran" not in beside
+    after = run("after", lowest_priority=False)
+    assert "the tests ran" in after
+    assert "lint" not in after
+    assert "niceness" not in after
+    everything = run("all", lowest_priority=False)
+    assert "lint" in everything
+    assert "the tests ran" in everything
+    assert "niceness" not in everything
+
+
 def test_every_polyglot_api_of_the_table_has_a_recipe_and_back() -> None:
     apis = {s.name for s in stack().services.values() if s.kind == "api"}
     assert set(polyglot.RECIPES) == apis - {"code_first", "api_first"}

@@ -450,6 +450,39 @@ def bench(
         fail(str(exc), exc.code)
 
 
+def pytest_beside_checks(
+    argv: list[str], recipes: list[polyglot.Recipe]
+) -> tuple[int, list[polyglot.Recipe]]:
+    """Run pytest, and meanwhile each polyglot API's checks that can run beside it (their lint
+    and their compiling) at the lowest CPU priority: pytest leaves about one core of two idle.
+    Their output goes to a log, shown once pytest is done. Returns pytest's exit code and the
+    recipes whose checks failed."""
+    failed = []
+    checks_log = settings().state.logs / "polyglot-checks.log"
+    checks_log.parent.mkdir(parents=True, exist_ok=True)
+    pytest_run = subprocess.Popen(argv, cwd=repo_root())
+    try:
+        with checks_log.open("w") as log:
+
+            def say(line: str) -> None:
+                log.write(f"{line}\n")
+                log.flush()
+
+            for recipe in recipes:
+                if not polyglot.run_checks(
+                    recipe, say, stage="beside", output=log, lowest_priority=True
+                ):
+                    failed.append(recipe)
+        code = pytest_run.wait()
+    finally:
+        if pytest_run.poll() is None:  # interrupted: pytest had the same signal
+            pytest_run.wait()
+    if recipes:
+        out.print(f"[bold]beside pytest ({checks_log}):[/bold]", markup=True)
+        out.print(checks_log.read_text().rstrip(), markup=False, highlight=False)
+    return code, failed
+
+
 # Where `test` requires a docstring on everything public (interrogate).
 DOCSTRING_CHECKED = ("libs/devstack_client/src", "libs/devstack_web/src")
 
@@ -461,8 +494,8 @@ def test(
         bool,
         typer.Option(
             help=(
-                "Run ruff, mypy, interrogate, typos and each polyglot API's own checks "
-                "before pytest."
+                "Run ruff, mypy, interrogate and typos before pytest, and each polyglot API's "
+                "own checks beside it and after it."
             )
         ),
     ] = True,
@@ -509,17 +542,33 @@ def test(
         out.print(f"  ({time.monotonic() - started:.1f} s)")
         if code:
             fail(f"`{' '.join(argv[1:3]) or argv[0]}` failed (exit {code})", EXIT_FAILED)
-    if checks:
-        for recipe in polyglot.RECIPES.values():
-            if recipe.exists() and not polyglot.run_checks(
-                recipe, say=lambda line: out.print(f"[bold]{line}[/bold]", markup=True)
-            ):
-                fail(f"the {recipe.name} checks failed ({recipe.folder})", EXIT_FAILED)
+    recipes = [r for r in polyglot.RECIPES.values() if r.exists()] if checks else []
+    if recipes and not unit:
+        # The test stack's builds, first: the checks beside pytest then compile on top of them
+        # (Go's cache, Rust's target folder) and never hold a build the stack waits for.
+        log = settings().state.logs / "setup.log"
+        for recipe in recipes:
+            try:
+                polyglot.build(recipe, log, say=lambda line: out.print(line, markup=False))
+            except polyglot.BuildError as exc:
+                # What the compiler said, in CI's log too.
+                tail = log.read_text(errors="replace").splitlines()[-60:]
+                out.print("\n".join(tail), markup=False, highlight=False)
+                fail(str(exc), EXIT_FAILED)
     # The whole suite names its slowest tests (CI's log): where the cold run's time goes.
     lane = ["-m", "not integration"] if unit else ["--durations=25"]
     argv = [sys.executable, "-m", "pytest", *lane, *ctx.args]
     out.print(f"[bold]$ pytest {' '.join([*lane, *ctx.args])}[/bold]", markup=True)
-    code = subprocess.run(argv, cwd=root).returncode
+    code, failed = pytest_beside_checks(argv, recipes)
+    for recipe in recipes:
+        if recipe not in failed and not polyglot.run_checks(
+            recipe, say=lambda line: out.print(f"[bold]{line}[/bold]", markup=True), stage="after"
+        ):
+            failed.append(recipe)
+    if failed:
+        names = ", ".join(f"{r.name} ({r.folder})" for r in failed)
+        also = " (and so did `pytest`)" if code else ""
+        fail(f"the checks of {names} failed{also}", EXIT_FAILED)
     if code:
         fail(f"`pytest` failed (exit {code})", EXIT_FAILED)
     out.print("[green]all checks and tests passed[/green]")

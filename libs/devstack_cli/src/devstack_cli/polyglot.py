@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Literal
 
 from devstack_cli.settings import Settings, cache_dir, repo_root
 
@@ -35,10 +36,22 @@ BUILT_MARKER = ".built"
 @dataclass(frozen=True)
 class Check:
     """A command `devstack test` runs in the source folder (or the mirror); `silent`: any output
-    is a failure (`gofmt -l` lists the files it would change and exits 0)."""
+    is a failure (`gofmt -l` lists the files it would change and exits 0).
+
+    `prepare`, for a check that runs tests: the command that compiles them without running them.
+    `devstack test` runs it beside pytest, at the lowest CPU priority, and the check itself once
+    pytest is done, so that no test that times its own work runs starved of the CPU.
+    """
 
     argv: tuple[str, ...]
     silent: bool = False
+    prepare: tuple[str, ...] | None = None
+
+
+# Which of a recipe's checks a run takes: every one in order ("all"); what can run beside other
+# work ("beside": each check without `prepare`, and the `prepare` of the others); or the checks
+# with `prepare` ("after").
+Stage = Literal["all", "beside", "after"]
 
 
 @dataclass(frozen=True)
@@ -105,23 +118,24 @@ CARGO = Toolchain(
 
 RUST_TARGET = "{cache}/rust/target"  # kept across clones: CI does not rebuild every crate
 
+# How the Go API is built: a static binary (no libc mapped) without gin's msgpack codec (3 MB of
+# code it would map but never run): docs/polyglot/golang.md, memory. `go vet` takes the same
+# flags, so the packages it compiles are the build's own (Go's cache shares them).
+GO_STATIC = ("env", "CGO_ENABLED=0")
+GO_FLAGS = ("-trimpath", "-tags", "nomsgpack")
+
 RECIPES: dict[str, Recipe] = {
     "golang": Recipe(
         name="golang",
         folder="polyglot/golang",
         toolchains=(GO,),
         inputs=("go.mod", "go.sum", "**/*.go"),
-        # A static binary (no libc mapped) without gin's msgpack codec (3 MB of code it would
-        # map but never run): docs/polyglot/golang.md, memory. The checks keep cgo for -race.
         build=(
             (
-                "env",
-                "CGO_ENABLED=0",
+                *GO_STATIC,
                 "go",
                 "build",
-                "-trimpath",
-                "-tags",
-                "nomsgpack",
+                *GO_FLAGS,
                 "-o",
                 "{out}/devstack-api",
                 "./cmd/devstack-api",
@@ -130,8 +144,12 @@ RECIPES: dict[str, Recipe] = {
         run=("{out}/devstack-api",),
         checks=(
             Check(("gofmt", "-l", "."), silent=True),
-            Check(("go", "vet", "./...")),
-            Check(("go", "test", "-race", "-count=1", "./...")),
+            Check((*GO_STATIC, "go", "vet", *GO_FLAGS, "./...")),
+            # The race detector needs cgo (the recipe's env).
+            Check(
+                ("go", "test", "-race", "-count=1", "./..."),
+                prepare=("go", "test", "-race", "-count=1", "-run", "^$", "./..."),
+            ),
         ),
         env={"CGO_ENABLED": "1"},
     ),
@@ -152,7 +170,7 @@ RECIPES: dict[str, Recipe] = {
             Check(("npm", "ci", "--no-audit", "--no-fund")),
             Check(("npm", "run", "lint")),
             Check(("npm", "run", "typecheck")),
-            Check(("npm", "test")),
+            Check(("npm", "test"), prepare=("npm", "run", "pretest")),
         ),
     ),
     "rust": Recipe(
@@ -174,7 +192,10 @@ RECIPES: dict[str, Recipe] = {
         checks=(
             Check(("cargo", "fmt", "--check")),
             Check(("cargo", "clippy", "--release", "--locked", "--", "-D", "warnings")),
-            Check(("cargo", "test", "--release", "--locked")),
+            Check(
+                ("cargo", "test", "--release", "--locked"),
+                prepare=("cargo", "test", "--release", "--locked", "--no-run"),
+            ),
         ),
         env={"CARGO_TARGET_DIR": RUST_TARGET},
     ),
@@ -380,11 +401,30 @@ def run_command(settings: Settings, r: Recipe) -> list[str]:
     return [_fill(arg, out) for arg in r.run]
 
 
-def run_checks(r: Recipe, say: Callable[[str], None] = print) -> bool:
-    """Run the recipe's checks in its source folder (or its mirror); False at the first that
-    fails."""
+def _stage(r: Recipe, stage: Stage) -> list[Check]:
+    if stage == "beside":
+        return [Check(c.prepare) if c.prepare else c for c in r.checks]
+    if stage == "after":
+        return [c for c in r.checks if c.prepare]
+    return list(r.checks)
+
+
+def _lowest_priority() -> None:
+    os.setpriority(os.PRIO_PROCESS, 0, 19)
+
+
+def run_checks(
+    r: Recipe,
+    say: Callable[[str], None] = print,
+    *,
+    stage: Stage = "all",
+    output: IO[str] | None = None,
+    lowest_priority: bool = False,
+) -> bool:
+    """Run the recipe's checks of `stage` in its source folder (or its mirror); False at the first
+    that fails. `output`: where the commands write (the terminal when None)."""
     with _working_folder(r) as folder:
-        for check in r.checks:
+        for check in _stage(r, stage):
             argv = [_fill(arg) for arg in check.argv]
             say(f"$ ({r.folder}) {' '.join(argv)}")
             started = time.monotonic()
@@ -393,13 +433,18 @@ def run_checks(r: Recipe, say: Callable[[str], None] = print) -> bool:
                 cwd=folder,
                 env=tool_env(r),
                 stdin=subprocess.DEVNULL,
-                capture_output=check.silent,
+                stdout=subprocess.PIPE if check.silent else output,
+                stderr=subprocess.STDOUT if output is not None or check.silent else None,
                 text=True,
                 check=False,
+                # The command's own niceness, set in the child (`devstack test` runs no thread).
+                preexec_fn=_lowest_priority if lowest_priority else None,
             )
             # CI's log shows where a cold run's time goes.
             say(f"  ({time.monotonic() - started:.1f} s)")
             if done.returncode != 0:
+                if check.silent:
+                    say(done.stdout.rstrip())
                 return False
             if check.silent and done.stdout.strip():
                 say(f"`{' '.join(argv)}` reported:\n{done.stdout.rstrip()}")
